@@ -1,0 +1,7 @@
+// Each kernel family registers its functions on the _C module from its own binding file.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace engine {
+void bind_elementwise(pybind11::module_& m);
+}  // namespace engine

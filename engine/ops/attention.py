@@ -1,0 +1,92 @@
+"""Scaled dot-product attention: softmax(Q·Kᵀ·scale + mask)·V.
+
+Shapes: q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) -> out (..., Tq, Dv); the leading dims
+are flattened to (B, H). The forward saves the per-row log-sum-exp of the scores, so the
+backward recomputes the probabilities instead of keeping a Tq×Tk matrix.
+"""
+import math
+
+import numpy as np
+
+from engine.autograd import Function
+from engine.ops._util import check_same_device, kernels, tensor_cls
+
+
+class ScaledDotProductAttention(Function):
+    def forward(self, q, k, v, mask=None, is_causal=False, scale=None):
+        self.q, self.k, self.v, self.mask = q, k, v, mask
+        self.is_causal, self.scale = is_causal, scale
+        self.out, self.lse = kernels(q).attention_forward(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+        return self.out
+
+    def backward(self, grad):
+        dq, dk, dv = kernels(grad).attention_backward(
+            grad, self.q, self.k, self.v, self.out, self.lse,
+            mask=self.mask, is_causal=self.is_causal, scale=self.scale)
+        return dq, dk, dv
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                 scale=None, enable_gqa=False):
+    op = "scaled_dot_product_attention"
+    check_same_device(query, key, value)
+    if query.ndim < 2 or key.ndim != query.ndim or value.ndim != query.ndim:
+        raise ValueError(f"{op}: query, key and value must have the same number of dims (>= 2), got "
+                         f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(f"{op}: query and key must have the same head dim, got {tuple(query.shape)} "
+                         f"and {tuple(key.shape)}")
+    if key.shape[-2] != value.shape[-2] or query.shape[:-2] != key.shape[:-2] or key.shape[:-2] != value.shape[:-2]:
+        raise ValueError(f"{op}: key and value must have the same length and query, key, value the "
+                         f"same batch dims, got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+    if not (query.dtype == key.dtype == value.dtype) or query.dtype.kind != "f":
+        raise TypeError(f"{op}: query, key and value must share one floating dtype, got "
+                        f"{query.dtype}, {key.dtype}, {value.dtype}")
+    if enable_gqa:
+        raise NotImplementedError(f"{op}: enable_gqa is not supported")
+    if dropout_p:
+        raise NotImplementedError(f"{op}: dropout_p > 0 is not supported (attention dropout); "
+                                  "use dropout_p=0.0 or apply dropout outside attention")
+    lead = tuple(query.shape[:-2])
+    tq, tk = query.shape[-2], key.shape[-2]
+    mask = None
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, tensor_cls()) else attn_mask
+        if mask.dtype.kind not in "bf":
+            raise TypeError(f"{op}: attn_mask must be bool or floating, got {mask.dtype}")
+        try:
+            np.broadcast_shapes(mask.shape, lead + (tq, tk))
+        except ValueError:
+            raise ValueError(f"{op}: attn_mask of shape {tuple(mask.shape)} does not broadcast to "
+                             f"{lead + (tq, tk)}") from None
+        mask = _as_4d(mask, lead, tq, tk)
+        if mask.dtype.kind == "f":
+            mask = mask.astype(query.dtype, copy=False)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    q, k, v = (_flatten_heads(t) for t in (query, key, value))
+    out = ScaledDotProductAttention.apply(q, k, v, mask=mask, is_causal=bool(is_causal), scale=scale)
+    return out.reshape(lead + (tq, value.shape[-1]))
+
+
+def _flatten_heads(t):
+    """(..., T, D) -> (B, H, T, D) so the kernels see one layout."""
+    if t.ndim == 4:
+        return t
+    if t.ndim == 3:
+        return t.unsqueeze(0)
+    if t.ndim == 2:
+        return t.reshape(1, 1, *t.shape)
+    return t.reshape(-1, t.shape[-3], t.shape[-2], t.shape[-1])
+
+
+def _as_4d(mask, lead, tq, tk):
+    """The mask broadcast to the (B, H, Tq, Tk) view the kernels take (no copy)."""
+    from engine._array import array_module
+
+    xp = array_module(mask)
+    full = xp.broadcast_to(mask, lead + (tq, tk))
+    if len(lead) == 2:
+        return full
+    if len(lead) < 2:
+        return full.reshape((1,) * (2 - len(lead)) + full.shape)
+    return full.reshape((-1,) + full.shape[-3:])

@@ -1,0 +1,59 @@
+"""What this install of engine has: native modules, threads, CPU features, CUDA, kernels."""
+import importlib
+import platform
+
+import numpy as np
+
+import engine
+
+
+def _module_status(name):
+    try:
+        importlib.import_module(f"engine.{name}")
+        return "loaded"
+    except ImportError as e:
+        return f"missing ({e})"
+
+
+def collect():
+    """The facts as a dict (also used by the benchmark JSON)."""
+    facts = {
+        "engine": engine.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "modules": {m: _module_status(m) for m in ("_C", "_fused", "_cuda")},
+        "backend": engine.backend.current(),
+        "openmp_threads": engine.get_num_threads(),
+        "cpu_avx2_fma": None,
+        "openmp": None,
+        "cuda_built": engine.cuda.is_built(),
+        "cuda_available": engine.cuda.is_available(),
+        "cuda_devices": engine.cuda.device_count(),
+    }
+    try:
+        from engine import _C
+
+        facts["cpu_avx2_fma"] = _C.cpu_has_avx2_fma()
+        facts["openmp"] = _C.openmp_enabled()
+    except ImportError:
+        pass
+    return facts
+
+
+def report():
+    """The facts as the text `python -m engine info` prints."""
+    f = collect()
+    lines = [
+        f"engine {f['engine']}  (Python {f['python']}, NumPy {f['numpy']}, {f['machine']})",
+        "native modules: " + ", ".join(f"{m} {s}" for m, s in f["modules"].items()),
+        f"OpenMP: {'enabled' if f['openmp'] else 'disabled'}, {f['openmp_threads']} threads",
+        f"CPU AVX2+FMA: {'yes' if f['cpu_avx2_fma'] else 'no'}",
+        f"CUDA: module {'built' if f['cuda_built'] else 'not built'}, "
+        f"{'available' if f['cuda_available'] else 'not available'} ({f['cuda_devices']} devices)",
+        f"CPU backend: {f['backend']}  (choose with ENGINE_BACKEND=numpy|native)",
+        "kernels:",
+    ]
+    for op, impl in engine.backend.describe().items():
+        lines.append(f"  {op:<24} {impl}")
+    return "\n".join(lines)

@@ -15,4 +15,4 @@ from engine.ops import *  # noqa: F401,F403  (every op is also a top-level funct
 from engine.random import manual_seed, seed
 from engine.runtime import get_num_threads, set_num_threads
 from engine.tensor import Size, Tensor, tensor
-from engine import nn  # noqa: E402,F401  (nn builds on everything above)
+from engine import nn, optim  # noqa: E402,F401  (they build on everything above)

@@ -9,11 +9,29 @@ def _info(args):
     return 0
 
 
+def _bench(args):
+    try:
+        from engine.bench.main import run
+    except ImportError as e:
+        print(f"the benchmark suites are not installed with this copy of engine ({e})")
+        return 1
+    run(args.suite, quick=args.quick, threads=args.threads, json_path=args.json, plot_path=args.plot)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m engine", description="engine: a small deep-learning tensor engine")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="version, native modules, threads, CPU features, CUDA, kernels")
     info.set_defaults(run=_info)
+
+    bench = sub.add_parser("bench", help="time the kernels against NumPy (and PyTorch if installed)")
+    bench.add_argument("--suite", default="all", choices=["gemm", "all"])
+    bench.add_argument("--quick", action="store_true", help="a short run: fewer cases and repeats")
+    bench.add_argument("--threads", type=int, default=None, help="thread count (default: 1 and all cores)")
+    bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="draw a bar chart (PNG) with matplotlib")
+    bench.set_defaults(run=_bench)
     return parser
 
 

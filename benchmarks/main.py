@@ -1,0 +1,43 @@
+"""`python -m engine bench`: run the suites, print the table, write JSON and a plot."""
+import sys
+import time
+
+from benchmarks import gemm
+from benchmarks.runner import format_table, plot, run_case, write_json
+
+SUITES = {"gemm": gemm.cases}
+
+
+def fma_peaks(dtypes, thread_counts):
+    """{(dtype, threads): GFLOP/s} measured by the FMA probe in engine._C."""
+    from engine import _C
+
+    return {(d, t): _C.fma_peak_gflops(d, t) for d in dtypes for t in thread_counts}
+
+
+def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, out=print):
+    import engine
+    from engine.info import collect
+
+    names = list(SUITES) if suite == "all" else [suite]
+    thread_counts = [threads] if threads else ([engine.runtime.cpu_count()] if quick else
+                                               sorted({1, engine.runtime.cpu_count()}))
+    rounds, min_time = (5, 0.01) if quick else (9, 0.03)
+    start = time.perf_counter()
+    rows = []
+    for name in names:
+        for case in SUITES[name](quick, thread_counts):
+            rows.append(run_case(case, rounds, min_time))
+            print(f"  {case.suite} {case.name}, {case.nthreads} threads: done", file=sys.stderr)
+    peaks = fma_peaks(sorted({r["dtype"] for r in rows}), sorted({r["threads"] for r in rows}))
+    out(format_table(rows, peaks))
+    peak_text = ", ".join(f"{d} {t} thr {g:.0f}" for (d, t), g in peaks.items())
+    out(f"\nmeasured FMA peak (GFLOP/s): {peak_text}")
+    out(f"medians of {rounds} interleaved rounds; {time.perf_counter() - start:.0f} s in all")
+    if json_path:
+        write_json(json_path, rows, peaks, collect())
+        out(f"wrote {json_path}")
+    if plot_path:
+        plot(plot_path, rows)
+        out(f"wrote {plot_path}")
+    return rows

@@ -1,0 +1,126 @@
+"""Runs benchmark cases and reports them: a table on stdout, JSON, and a bar chart.
+
+A Case gives one callable per implementation ("numpy", "engine", "torch"); each returns its
+result, and the results are checked against NumPy's before anything is timed.
+"""
+import dataclasses
+import json
+import math
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from benchmarks.timing import interleaved_medians, threads
+
+
+@dataclasses.dataclass
+class Case:
+    suite: str
+    name: str
+    flops: float                         # floating-point operations per call
+    impls: Dict[str, Callable]           # implementation name -> callable returning its result
+    nthreads: int
+    dtype: str = "float32"
+    rtol: float = 1e-4                   # agreement with the NumPy result required before timing
+    atol: float = 1e-4
+    memory: Optional[Dict[str, float]] = None  # implementation -> peak extra bytes, if measured
+
+
+def _agree(case, outputs):
+    """Names of implementations whose result differs from NumPy's beyond the case's tolerance."""
+    ref = outputs["numpy"]
+    bad = []
+    for name, out in outputs.items():
+        if name == "numpy":
+            continue
+        for r, o in zip(_flat(ref), _flat(out)):
+            if not np.allclose(np.asarray(o, dtype=np.float64), np.asarray(r, dtype=np.float64),
+                               rtol=case.rtol, atol=case.atol):
+                bad.append(name)
+                break
+    return bad
+
+
+def _flat(result):
+    if isinstance(result, (tuple, list)):
+        return [np.asarray(r) for r in result]
+    return [np.asarray(result)]
+
+
+def run_case(case, rounds, min_time):
+    """Check, then time, one case; returns a result row (a dict)."""
+    with threads(case.nthreads):
+        outputs = {name: fn() for name, fn in case.impls.items()}
+        mismatched = _agree(case, outputs)
+        del outputs
+        seconds = interleaved_medians(case.impls, rounds=rounds, min_time=min_time)
+    row = {"suite": case.suite, "case": case.name, "dtype": case.dtype, "threads": case.nthreads,
+           "seconds": seconds, "gflops": {k: case.flops / s / 1e9 for k, s in seconds.items()},
+           "mismatch": mismatched}
+    if case.memory:
+        row["peak_extra_mib"] = {k: v / 2**20 for k, v in case.memory.items()}
+    return row
+
+
+def format_table(rows, peaks):
+    """The result rows as a fixed-width text table."""
+    impls = [i for i in ("numpy", "engine", "torch") if any(i in r["gflops"] for r in rows)]
+    has_mem = any("peak_extra_mib" in r for r in rows)
+    head = ["suite", "case", "thr"] + [f"{i} GF/s" for i in impls] + ["eng/np"]
+    if "torch" in impls:
+        head.append("eng/torch")
+    head.append("%peak")
+    if has_mem:
+        head += [f"{i} MiB" for i in impls]
+    lines = []
+    for r in rows:
+        g = r["gflops"]
+        cells = [r["suite"], r["case"], str(r["threads"])]
+        cells += [f"{g[i]:.1f}" if i in g else "-" for i in impls]
+        cells.append(f"{g['engine'] / g['numpy']:.2f}x")
+        if "torch" in impls:
+            cells.append(f"{g['engine'] / g['torch']:.2f}x" if "torch" in g else "-")
+        peak = peaks.get((r["dtype"], r["threads"]))
+        cells.append(f"{100 * g['engine'] / peak:.0f}%" if peak else "-")
+        if has_mem:
+            mem = r.get("peak_extra_mib", {})
+            cells += [f"{mem[i]:.1f}" if i in mem else "-" for i in impls]
+        if r["mismatch"]:
+            cells[-1] += "  MISMATCH: " + ",".join(r["mismatch"])
+        lines.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt = lambda cells: "  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines])
+
+
+def write_json(path, rows, peaks, facts):
+    doc = {"machine": facts, "fma_peak_gflops": [{"dtype": d, "threads": t, "gflops": g}
+                                                  for (d, t), g in peaks.items()],
+           "results": rows}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+
+
+def plot(path, rows):
+    """A grouped bar chart of GFLOP/s per case and implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    impls = [i for i in ("numpy", "engine", "torch") if any(i in r["gflops"] for r in rows)]
+    labels = [f"{r['case']}\n{r['threads']}T" for r in rows]
+    width = 0.8 / len(impls)
+    fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows) + 2), 5))
+    for k, impl in enumerate(impls):
+        xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(rows))]
+        ax.bar(xs, [r["gflops"].get(impl, math.nan) for r in rows], width, label=impl)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("GFLOP/s (higher is better)")
+    ax.set_title("engine vs NumPy" + (" vs PyTorch" if "torch" in impls else "") + " (medians)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

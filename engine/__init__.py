@@ -14,5 +14,6 @@ from engine.dtypes import (bool, double, float, float16, float32, float64, get_d
 from engine.ops import *  # noqa: F401,F403  (every op is also a top-level function)
 from engine.random import manual_seed, seed
 from engine.runtime import get_num_threads, set_num_threads
+from engine.serialization import load, save
 from engine.tensor import Size, Tensor, tensor
 from engine import nn, optim  # noqa: E402,F401  (they build on everything above)

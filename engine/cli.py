@@ -19,6 +19,13 @@ def _bench(args):
     return 0
 
 
+def _train(args):
+    from engine.train import fill_defaults, run
+
+    run(fill_defaults(args))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m engine", description="engine: a small deep-learning tensor engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +39,12 @@ def build_parser():
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="draw a bar chart (PNG) with matplotlib")
     bench.set_defaults(run=_bench)
+
+    from engine.train import add_arguments
+
+    train = sub.add_parser("train", help="train the MNIST MLP or CNN, or the character GPT")
+    add_arguments(train)
+    train.set_defaults(run=_train)
     return parser
 
 

@@ -23,14 +23,20 @@ class _GradMode(contextlib.ContextDecorator):
 
     def __init__(self, mode):
         self.mode = mode
+        self.prev = []  # a stack: one object may be entered again before it exits (recursion)
 
     def __enter__(self):
-        self.prev = is_grad_enabled()
+        self.prev.append(is_grad_enabled())
         set_grad_enabled(self.mode)
 
     def __exit__(self, *exc):
-        set_grad_enabled(self.prev)
+        set_grad_enabled(self.prev.pop())
         return False
+
+    def _recreate_cm(self):
+        # ContextDecorator's hook: each call of a decorated function gets its own context, so
+        # calls on several threads never share the saved modes.
+        return _GradMode(self.mode)
 
     def __call__(self, fn=None):
         # Usable both as `@no_grad` and `@no_grad()`.
@@ -76,7 +82,9 @@ class Function:
         tensors = [a for a in args if isinstance(a, Tensor)]
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*raw, **kwargs)
-        needs_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        # Only floating outputs carry gradients (x.long() of a tensor that requires grad does not).
+        needs_grad = (is_grad_enabled() and any(t.requires_grad for t in tensors)
+                      and out.dtype.kind == "f")
         result = Tensor._wrap(out, requires_grad=needs_grad)
         if needs_grad:
             fn.inputs = tensors
@@ -116,7 +124,9 @@ def _topological_order(root):
         visited.add(id(t))
         stack.append((t, True))
         if t._ctx is not None:
-            for parent in t._ctx.inputs:
+            # inputs is None once a backward without retain_graph freed the node; the walk in
+            # backward() then reports it.
+            for parent in t._ctx.inputs or ():
                 if parent.requires_grad and id(parent) not in visited:
                     stack.append((parent, False))
     order.reverse()
@@ -133,7 +143,9 @@ def backward(root, grad, retain_graph=False):
         if g is None:
             continue
         if t._ctx is None or t._retains_grad:
-            t.grad = Tensor._wrap(g) if t.grad is None else Tensor._wrap(t.grad.data + g)
+            # A copy the first time: `g` may be the caller's gradient or shared with another
+            # input (add passes one array to both), and .grad is changed in place (zero_grad).
+            t.grad = Tensor._wrap(g.copy()) if t.grad is None else Tensor._wrap(t.grad.data + g)
         fn = t._ctx
         if fn is None:
             continue

@@ -24,6 +24,10 @@ class Tensor:
     @classmethod
     def _wrap(cls, array, requires_grad=False):
         """A Tensor over `array` (no copy, no checks): the fast path the ops use."""
+        if isinstance(array, np.generic):
+            # NOTE: NumPy returns a scalar, not a 0-d array, from full reductions and from
+            # arithmetic on 0-d arrays; a scalar is immutable and has no buffer to share.
+            array = np.asarray(array)
         t = object.__new__(cls)
         t.data, t.requires_grad, t.grad = array, requires_grad, None
         t._ctx, t._version, t._retains_grad = None, 0, False
@@ -83,7 +87,9 @@ class Tensor:
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
-        extra = "" if self.dtype == dtypes.float32 else f", dtype=engine.{self.dtype}"
+        # As PyTorch: the dtype is shown unless it is the default float, int64 or bool.
+        shown = self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool)
+        extra = f", dtype=engine.{self.dtype}" if shown else ""
         if self.is_cuda:
             extra += f", device='{self.device}'"
         if self._ctx is not None:
@@ -98,8 +104,15 @@ class Tensor:
         return self.data.get() if self.is_cuda else self.data
 
     def __array__(self, dtype=None, copy=None):
+        """NumPy's protocol: copy=True must return a new array (np.array(t) relies on it),
+        copy=False must not copy, None copies only to change the dtype."""
         a = self.numpy()
-        return a if dtype is None else a.astype(dtype, copy=False)
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            if copy is False:
+                raise ValueError(f"__array__: converting {a.dtype} to {np.dtype(dtype)} needs a copy, "
+                                 "but copy=False was given")
+            return a.astype(dtype)
+        return a.copy() if copy else a
 
     def __dlpack__(self, *args, **kwargs):
         return self.data.__dlpack__(*args, **kwargs)
@@ -222,14 +235,23 @@ class Tensor:
         return self
 
     # ---- in-place updates (optimizers, initialisation, masking) -------------------------
-    def _check_inplace(self):
-        if self.requires_grad and self.is_leaf and autograd.is_grad_enabled():
+    def _check_inplace(self, *sources):
+        """In-place updates are not recorded in the graph, so with grad mode on they may touch
+        neither a tensor that requires grad nor take values from one."""
+        if not autograd.is_grad_enabled():
+            return
+        if self.requires_grad and self.is_leaf:
             raise RuntimeError("a leaf tensor that requires grad is being used in an in-place "
                                "operation; wrap it in engine.no_grad()")
+        if self.requires_grad or any(getattr(s, "requires_grad", False) for s in sources):
+            raise RuntimeError(f"in-place operation on a tensor of shape {tuple(self.shape)} that is "
+                               "part of an autograd graph: in-place updates are not recorded, so the "
+                               "gradient would be wrong; use the out-of-place form (x = x + y), or "
+                               "engine.no_grad() when no gradient is wanted")
 
-    def _assign(self, array):
-        """Write `array` into this tensor's storage and bump its version."""
-        self._check_inplace()
+    def _assign(self, array, *sources):
+        """Write `array` (computed from `sources`) into this tensor's storage and bump its version."""
+        self._check_inplace(*sources)
         xp = array_module(self.data)
         self.data[...] = xp.asarray(array) if not isinstance(array, (int, float)) else array
         self._version += 1
@@ -239,29 +261,29 @@ class Tensor:
         return other.data if isinstance(other, Tensor) else other
 
     def copy_(self, src):
-        src = src.data if isinstance(src, Tensor) else src
+        src_array = src.data if isinstance(src, Tensor) else src
         xp = array_module(self.data)
-        src = move(src, self.device) if xp is not np else np.asarray(src)
-        src = xp.broadcast_to(src, self.data.shape)
-        return self._assign(src.astype(self.dtype, copy=False))
+        src_array = move(src_array, self.device) if xp is not np else np.asarray(src_array)
+        src_array = xp.broadcast_to(src_array, self.data.shape)
+        return self._assign(src_array.astype(self.dtype, copy=False), src)
 
     def zero_(self):
         return self._assign(0)
 
     def fill_(self, value):
-        return self._assign(self._other(value))
+        return self._assign(self._other(value), value)
 
     def add_(self, other, alpha=1):
-        return self._assign(self.data + alpha * self._other(other))
+        return self._assign(self.data + alpha * self._other(other), other)
 
     def sub_(self, other, alpha=1):
-        return self._assign(self.data - alpha * self._other(other))
+        return self._assign(self.data - alpha * self._other(other), other)
 
     def mul_(self, other):
-        return self._assign(self.data * self._other(other))
+        return self._assign(self.data * self._other(other), other)
 
     def div_(self, other):
-        return self._assign(self.data / self._other(other))
+        return self._assign(self.data / self._other(other), other)
 
     def clamp_(self, min=None, max=None):
         return self._assign(array_module(self.data).clip(self.data, min, max))
@@ -279,10 +301,10 @@ class Tensor:
     def masked_fill_(self, mask, value):
         mask = mask.data if isinstance(mask, Tensor) else mask
         xp = array_module(self.data)
-        return self._assign(xp.where(mask, xp.asarray(value, dtype=self.dtype), self.data))
+        return self._assign(xp.where(mask, xp.asarray(self._other(value), dtype=self.dtype), self.data), value)
 
     def __setitem__(self, key, value):
-        self._check_inplace()
+        self._check_inplace(value)
         self.data[_index_key(key)] = self._other(value)
         self._version += 1
 
@@ -432,8 +454,10 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
             raise TypeError(f"tensor(): cannot make a tensor from data of type {array.dtype} "
                             "(expected numbers, nested lists of numbers, or an array)")
         if dtype is None and array.dtype.kind == "f":
-            dtype = dtypes.get_default_dtype() if array.dtype == np.float64 and not isinstance(data, np.ndarray) else array.dtype
-        if dtype is None and array.dtype.kind == "c":
+            # Python floats take the default dtype; NumPy arrays and scalars keep theirs.
+            from_numpy = isinstance(data, (np.ndarray, np.generic))
+            dtype = dtypes.get_default_dtype() if array.dtype == np.float64 and not from_numpy else array.dtype
+        if array.dtype.kind == "c":
             raise TypeError("tensor(): complex tensors are not supported")
     if dtype is not None:
         array = array.astype(dtype, copy=False)

@@ -37,6 +37,14 @@ def as_tensor(value, like):
     return Tensor._wrap(xp.asarray(np.asarray(value)))
 
 
+def result_dtype(*dts):
+    """The dtype operands of `dts` combine to, by PyTorch's rule: floating dtypes win over
+    integer and bool ones (int64 with float32 gives float32, where NumPy gives float64);
+    among floating, or among non-floating, dtypes NumPy's promotion applies."""
+    floating = [d for d in dts if dtypes.is_floating(d)]
+    return np.result_type(*(floating or dts))
+
+
 def check_same_device(*tensors):
     first = tensors[0].device
     for t in tensors[1:]:

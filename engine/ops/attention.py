@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from engine._array import array_module
 from engine.autograd import Function
 from engine.ops._util import check_same_device, kernels, tensor_cls
 
@@ -16,10 +17,21 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, mask=None, is_causal=False, scale=None):
         self.q, self.k, self.v, self.mask = q, k, v, mask
         self.is_causal, self.scale = is_causal, scale
+        # NOTE: an empty problem never reaches the kernels. With no keys every query row is
+        # fully masked, so its output is 0 (the kernels' rule for such rows).
+        b, nh, tq, _ = q.shape
+        self.empty = 0 in (b, nh, tq, k.shape[2])
+        if self.empty:
+            xp = array_module(q)
+            self.out = xp.zeros((b, nh, tq, v.shape[3]), dtype=q.dtype)
+            return self.out
         self.out, self.lse = kernels(q).attention_forward(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
         return self.out
 
     def backward(self, grad):
+        if self.empty:
+            xp = array_module(grad)
+            return xp.zeros_like(self.q), xp.zeros_like(self.k), xp.zeros_like(self.v)
         dq, dk, dv = kernels(grad).attention_backward(
             grad, self.q, self.k, self.v, self.out, self.lse,
             mask=self.mask, is_causal=self.is_causal, scale=self.scale)
@@ -76,7 +88,8 @@ def _flatten_heads(t):
         return t.unsqueeze(0)
     if t.ndim == 2:
         return t.reshape(1, 1, *t.shape)
-    return t.reshape(-1, t.shape[-3], t.shape[-2], t.shape[-1])
+    # Explicit sizes, not -1: a reshape cannot infer a dimension when another one is 0.
+    return t.reshape(math.prod(t.shape[:-3]), *t.shape[-3:])
 
 
 def _as_4d(mask, lead, tq, tk):
@@ -89,4 +102,4 @@ def _as_4d(mask, lead, tq, tk):
         return full
     if len(lead) < 2:
         return full.reshape((1,) * (2 - len(lead)) + full.shape)
-    return full.reshape((-1,) + full.shape[-3:])
+    return full.reshape((math.prod(full.shape[:-3]),) + full.shape[-3:])

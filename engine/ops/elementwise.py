@@ -5,9 +5,10 @@ back to that input's shape (`unbroadcast`).
 """
 import numpy as np
 
+from engine import dtypes
 from engine._array import array_module
 from engine.autograd import Function
-from engine.ops._util import as_tensor, kernels, tensor_cls, unbroadcast
+from engine.ops._util import as_tensor, kernels, result_dtype, tensor_cls, unbroadcast
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
@@ -256,6 +257,13 @@ def _binary(fn, a, b):
     if a.is_cuda != b.is_cuda:
         raise RuntimeError(f"expected all tensors on the same device, but found at least two "
                            f"devices: {a.device} and {b.device}")
+    dtype = result_dtype(a.dtype, b.dtype)
+    if fn is Div and not dtypes.is_floating(dtype):
+        dtype = dtypes.get_default_dtype()  # true division of integers gives the default float
+    if a.dtype != dtype:
+        a = a.to(dtype)
+    if b.dtype != dtype:
+        b = b.to(dtype)
     return fn.apply(a, b)
 
 
@@ -297,9 +305,15 @@ def where(cond, a, b):
     if a.is_cuda != b.is_cuda:
         raise RuntimeError(f"where: expected all tensors on the same device, got {a.device} and {b.device}")
     if a.dtype != b.dtype:
-        common = np.promote_types(a.dtype, b.dtype)
+        common = result_dtype(a.dtype, b.dtype)
         a, b = a.to(common), b.to(common)
     return Where.apply(cond, a, b)
+
+
+def _floating(a):
+    """`a` itself when floating; integers and bools as the default float dtype (PyTorch's rule
+    for ops with real-valued results: exp(int64) is float32)."""
+    return a if dtypes.is_floating(a.dtype) else a.to(dtypes.get_default_dtype())
 
 
 def neg(a):
@@ -307,19 +321,19 @@ def neg(a):
 
 
 def exp(a):
-    return Exp.apply(a)
+    return Exp.apply(_floating(a))
 
 
 def log(a):
-    return Log.apply(a)
+    return Log.apply(_floating(a))
 
 
 def sqrt(a):
-    return Sqrt.apply(a)
+    return Sqrt.apply(_floating(a))
 
 
 def rsqrt(a):
-    return 1 / Sqrt.apply(a)
+    return 1 / sqrt(a)
 
 
 def abs(a):
@@ -327,19 +341,19 @@ def abs(a):
 
 
 def sin(a):
-    return Sin.apply(a)
+    return Sin.apply(_floating(a))
 
 
 def cos(a):
-    return Cos.apply(a)
+    return Cos.apply(_floating(a))
 
 
 def tanh(a):
-    return Tanh.apply(a)
+    return Tanh.apply(_floating(a))
 
 
 def sigmoid(a):
-    return Sigmoid.apply(a)
+    return Sigmoid.apply(_floating(a))
 
 
 def relu(a):
@@ -349,7 +363,7 @@ def relu(a):
 def gelu(a, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu.apply(a, approximate=approximate)
+    return Gelu.apply(_floating(a), approximate=approximate)
 
 
 def silu(a):

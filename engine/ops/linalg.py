@@ -4,6 +4,8 @@ Shapes: M×K @ K×N -> M×N; leading (batch) dims broadcast as in NumPy. Both op
 backend's `matmul` kernel for the forward and for both gradients:
     C = A·B   =>   dA = dC·Bᵀ,   dB = Aᵀ·dC
 """
+import math
+
 import numpy as np
 
 from engine.autograd import Function
@@ -16,7 +18,7 @@ def _product(a, b):
     if a.ndim == 2 and b.ndim == 2:
         return k.matmul(a, b)
     if b.ndim == 2:  # (..., M, K) @ (K, N): one big 2-D product
-        return k.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+        return k.matmul(_rows(a), b).reshape(a.shape[:-1] + (b.shape[-1],))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     xp_a = _as_batch(a, batch)
     xp_b = _as_batch(b, batch)
@@ -28,7 +30,13 @@ def _as_batch(x, batch):
     from engine._array import array_module
 
     full = array_module(x).broadcast_to(x, batch + x.shape[-2:])
-    return full.reshape((-1,) + x.shape[-2:])
+    return full.reshape((math.prod(batch),) + x.shape[-2:])
+
+
+def _rows(x):
+    """x (..., K) as a matrix (N, K). Explicit sizes, not -1: a reshape cannot infer a
+    dimension when another one is 0."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _swap(x):
@@ -50,14 +58,14 @@ class Linear(Function):
     """y = x·Wᵀ + b over the last dim of x: x (..., K), W (M, K), b (M,)."""
 
     def forward(self, x, weight, bias=None):
-        self.x2 = x.reshape(-1, x.shape[-1])
+        self.x2 = _rows(x)
         self.weight, self.has_bias, self.shape = weight, bias is not None, x.shape
         y = kernels(x).linear(self.x2, weight, bias)
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(self, grad):
         k = kernels(grad)
-        g2 = grad.reshape(-1, grad.shape[-1])
+        g2 = _rows(grad)
         dx = k.matmul(g2, self.weight).reshape(self.shape)  # (N, M)·(M, K)
         dw = k.matmul(g2.T, self.x2)                        # (M, N)·(N, K)
         if self.has_bias:

@@ -13,13 +13,15 @@ from engine.ops.elementwise import exp, log, relu
 
 def _rows(a, dim):
     """(a with `dim` moved last and flattened to rows, a function undoing that)."""
-    moved = a if dim == a.ndim - 1 else array_module(a).moveaxis(a, dim, -1)
+    last = dim >= a.ndim - 1  # a 0-d tensor is one row of one element
+    moved = a if last else array_module(a).moveaxis(a, dim, -1)
     shape = moved.shape
-    rows = moved.reshape(-1, shape[-1]) if a.ndim else moved.reshape(1, 1)
+    # Explicit sizes, not -1: a reshape cannot infer a dimension when another one is 0.
+    rows = moved.reshape(int(np.prod(shape[:-1])), shape[-1]) if a.ndim else moved.reshape(1, 1)
 
     def restore(r):
         out = r.reshape(shape)
-        return out if dim == a.ndim - 1 else array_module(out).moveaxis(out, -1, dim)
+        return out if last else array_module(out).moveaxis(out, -1, dim)
 
     return rows, restore
 
@@ -30,7 +32,8 @@ class Softmax(Function):
     def forward(self, a, dim, log_space):
         self.dim, self.log_space = dim, log_space
         rows, restore = _rows(a, dim)
-        self.y = kernels(a).softmax_forward(rows, log=log_space)
+        # NOTE: an empty input never reaches the kernels (a row of no elements has no max).
+        self.y = kernels(a).softmax_forward(rows, log=log_space) if rows.size else rows.copy()
         return restore(self.y)
 
     def backward(self, grad):

@@ -6,6 +6,7 @@ from collections import namedtuple
 from engine._array import array_module
 from engine.autograd import Function
 from engine.ops._util import tensor_cls, wrap_dim, wrap_dims
+from engine.ops.elementwise import isfinite, where
 
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -139,5 +140,8 @@ def argmin(a, dim=None, keepdim=False):
 
 def logsumexp(a, dim, keepdim=False):
     m = amax(a, dim=dim, keepdim=True).detach()
+    # Shift by the max, except where it is ±inf: a row of -inf has logsumexp -inf (not
+    # (-inf) - (-inf) = NaN), and a row holding +inf has logsumexp +inf.
+    m = where(isfinite(m), m, 0.0)
     out = (a - m).exp().sum(dim=dim, keepdim=True).log() + m
     return out if keepdim else out.squeeze(dim)

@@ -7,7 +7,7 @@ import numpy as np
 
 from engine._array import array_module
 from engine.autograd import Function
-from engine.ops._util import check_same_device, tensor_cls, wrap_dim
+from engine.ops._util import check_same_device, result_dtype, tensor_cls, wrap_dim
 
 
 class Reshape(Function):
@@ -102,6 +102,9 @@ def _normalize_shape(shape):
 
 def reshape(a, *shape):
     shape = _normalize_shape(shape)
+    if any(s < -1 for s in shape):
+        raise RuntimeError(f"reshape: invalid size in shape '{list(shape)}' (sizes must be >= 0, "
+                           "or -1 for one inferred dimension)")
     known = [s for s in shape if s != -1]
     n = 1
     for s in known:
@@ -158,6 +161,11 @@ def expand(a, *shape):
         raise RuntimeError(f"expand: the number of sizes ({len(shape)}) must be >= the number of "
                            f"dimensions of the tensor ({a.ndim})")
     lead = len(shape) - a.ndim
+    for i, s in enumerate(shape):
+        if s < -1 or (s == -1 and i < lead):
+            raise RuntimeError(f"expand: invalid size {s} at dimension {i} of target {list(shape)} "
+                               f"for a tensor of shape {tuple(a.shape)} (-1 keeps an existing "
+                               "dimension; new leading dimensions need a size >= 0)")
     full = tuple(a.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
     for i in range(a.ndim):
         if a.shape[i] != 1 and a.shape[i] != full[lead + i]:
@@ -229,7 +237,7 @@ def cat(tensors, dim=0):
         if t_.ndim != ref.ndim or any(t_.shape[i] != ref.shape[i] for i in range(ref.ndim) if i != d):
             raise RuntimeError(f"cat: sizes of tensors must match except in dimension {d}; got "
                                f"{tuple(ref.shape)} and {tuple(t_.shape)}")
-    dtype = np.result_type(*[t_.dtype for t_ in tensors])
+    dtype = result_dtype(*[t_.dtype for t_ in tensors])
     tensors = [t_ if t_.dtype == dtype else t_.to(dtype) for t_ in tensors]
     return Cat.apply(*tensors, dim=d)
 

@@ -6,12 +6,15 @@ Each function validates its arguments exactly as the matching engine op does (it
 on Tensor views of the arrays, with autograd off), so errors read the same; inputs of any layout
 are accepted and copied only where a kernel needs contiguous memory. `out=` receives the result.
 """
+import math
+
 import numpy as np
 
 from engine import backend
 from engine.autograd import no_grad
 from engine.nn import functional as F
 from engine.ops import linalg
+from engine.ops.attention import prepare_attention
 from engine.tensor import Tensor
 
 
@@ -49,14 +52,12 @@ def linear(x, weight, bias=None, activation=None, out=None):
     """activation(x @ weight.T + bias), activation None, "relu" or "gelu", fused in one kernel."""
     if activation not in (None, "relu", "gelu"):
         raise ValueError(f"linear: activation must be None, 'relu' or 'gelu', got {activation!r}")
-    with no_grad():
-        y = linalg.linear(_t(x), _t(weight), None if bias is None else _t(bias))  # validates
-        if activation is not None:
-            x2 = np.asarray(x) if not hasattr(x, "__cuda_array_interface__") else x
-            k = backend.for_array(y.data)
-            y = Tensor._wrap(k.linear(x2.reshape(-1, x2.shape[-1]), weight, bias, activation)
-                             .reshape(y.shape))
-        return _finish(y.data, out)
+    xt, wt = _t(x), _t(weight)
+    bt = None if bias is None else _t(bias)
+    linalg.check_linear(xt, wt, bt)
+    x2 = xt.data.reshape(math.prod(xt.shape[:-1]), xt.shape[-1])
+    y = backend.for_array(x2).linear(x2, wt.data, None if bt is None else bt.data, activation)
+    return _finish(y.reshape(tuple(xt.shape[:-1]) + (wt.shape[0],)), out)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=None):
@@ -90,15 +91,13 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, out=None):
 
 
 def attention(q, k, v, mask=None, is_causal=False, scale=None, return_lse=False):
-    """softmax(q·kᵀ·scale + mask)·v for (B, H, T, D) arrays; with return_lse, also the per-row
-    log-sum-exp that attention_backward needs."""
-    with no_grad():
-        out = F.scaled_dot_product_attention(_t(q), _t(k), _t(v), attn_mask=mask,
-                                             is_causal=is_causal, scale=scale)  # validates
-    if not return_lse:
-        return out.data
-    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    return backend.for_array(q).attention_forward(q, k, v, mask=mask, is_causal=is_causal, scale=scale)
+    """softmax(q·kᵀ·scale + mask)·v for (..., T, D) arrays; with return_lse, also the per-row
+    log-sum-exp (as (B, H, Tq)) that attention_backward needs."""
+    qt, kt, vt, mask4, scale, lead = prepare_attention(_t(q), _t(k), _t(v), mask, 0.0, is_causal, scale)
+    out, lse = backend.for_array(qt.data).attention_forward(qt.data, kt.data, vt.data, mask=mask4,
+                                                            is_causal=is_causal, scale=scale)
+    out = out.reshape(lead + out.shape[-2:])
+    return (out, lse) if return_lse else out
 
 
 def attention_backward(grad_out, q, k, v, out, lse, mask=None, is_causal=False, scale=None):

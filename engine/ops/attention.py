@@ -40,6 +40,16 @@ class ScaledDotProductAttention(Function):
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                                  scale=None, enable_gqa=False):
+    q, k, v, mask, scale, lead = prepare_attention(query, key, value, attn_mask, dropout_p, is_causal,
+                                                   scale, enable_gqa)
+    out = ScaledDotProductAttention.apply(q, k, v, mask=mask, is_causal=bool(is_causal), scale=scale)
+    return out.reshape(lead + (query.shape[-2], value.shape[-1]))
+
+
+def prepare_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                      enable_gqa=False):
+    """Validate the arguments; returns (q, k, v) as (B, H, T, D) tensors, the mask as a
+    (B, H, Tq, Tk) array view or None, the scale, and the leading dims of the inputs."""
     op = "scaled_dot_product_attention"
     check_same_device(query, key, value)
     if query.ndim < 2 or key.ndim != query.ndim or value.ndim != query.ndim:
@@ -74,10 +84,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         mask = _as_4d(mask, lead, tq, tk)
         if mask.dtype.kind == "f":
             mask = mask.astype(query.dtype, copy=False)
+    if query.shape[-1] == 0 and scale is None:
+        raise ValueError(f"{op}: head dim 0 needs an explicit scale")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = (_flatten_heads(t) for t in (query, key, value))
-    out = ScaledDotProductAttention.apply(q, k, v, mask=mask, is_causal=bool(is_causal), scale=scale)
-    return out.reshape(lead + (tq, value.shape[-1]))
+    return q, k, v, mask, scale, lead
 
 
 def _flatten_heads(t):

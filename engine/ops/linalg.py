@@ -109,6 +109,14 @@ def matmul(a, b):
 
 
 def linear(x, weight, bias=None):
+    check_linear(x, weight, bias)
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)
+
+
+def check_linear(x, weight, bias):
+    """Raise a clear error unless x (..., K) · weight (M, K)ᵀ + bias (M,) is well-formed."""
     check_same_device(x, weight, *([bias] if bias is not None else []))
     if weight.ndim != 2:
         raise RuntimeError(f"linear: weight must be 2-D (out_features, in_features), got shape "
@@ -121,9 +129,8 @@ def linear(x, weight, bias=None):
         raise RuntimeError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     if x.dtype != weight.dtype or (bias is not None and bias.dtype != x.dtype):
         raise TypeError(f"linear: input, weight and bias must share a dtype, got {x.dtype} and {weight.dtype}")
-    if bias is None:
-        return Linear.apply(x, weight)
-    return Linear.apply(x, weight, bias)
+    if x.dtype.kind != "f":
+        raise TypeError(f"linear: only floating-point tensors are supported, got {x.dtype}")
 
 
 def bmm(a, b):

@@ -357,6 +357,8 @@ def attention_backward(dout, q, k, v, out, lse, mask=None, is_causal=False, scal
 def softmax_forward(x, log=False):
     """softmax (or log_softmax) over the last axis, in the max-shifted form (exponents <= 0)."""
     xp = array_module(x)
+    if x.size == 0:  # max over an empty axis has no identity
+        return x.copy()
     z = x - x.max(axis=-1, keepdims=True)
     e = xp.exp(z)
     s = e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,103 @@
+"""The compiled modules are built, import, and their first kernels match the NumPy reference."""
+import numpy as np
+import pytest
+
+import engine
+from engine.backend import numpy_ref
+from tolerances import FLOAT32, FLOAT64
+
+
+def test_cpu_modules_are_built_into_the_installed_package():
+    from engine import _C, _fused  # noqa: F401  (an ImportError here means a broken install)
+
+    assert engine.backend.describe()["softmax_forward"] == "native"
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, FLOAT32), (np.float64, FLOAT64)])
+@pytest.mark.parametrize("n", [0, 1, 7, 100_003])  # 100_003 crosses the OpenMP threshold
+def test_native_add_matches_numpy(dtype, tol, n):
+    from engine import _C
+
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    np.testing.assert_allclose(_C.add(a, b, alpha=-2.0), a - 2 * b, **tol)
+
+
+def test_native_add_is_identical_with_one_and_two_threads():
+    from engine import _C
+
+    a = np.random.default_rng(0).standard_normal((300, 400)).astype(np.float32)
+    before = engine.get_num_threads()
+    try:
+        engine.set_num_threads(1)
+        one = _C.add(a, a, alpha=0.5)
+        engine.set_num_threads(2)
+        assert engine.get_num_threads() == 2
+        two = _C.add(a, a, alpha=0.5)
+    finally:
+        engine.set_num_threads(before)
+    assert np.array_equal(one, two)
+
+
+def test_native_add_rejects_bad_arrays():
+    from engine import _C
+
+    a = np.zeros((3, 4), np.float32)
+    with pytest.raises(TypeError, match="float32 or float64.*int64"):
+        _C.add(np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(TypeError, match="same dtype"):
+        _C.add(a, a.astype(np.float64))
+    with pytest.raises(ValueError, match=r"same shape.*\(3, 4\).*\(4, 3\)"):
+        _C.add(a, np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.add(a.T, a.T)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        _C.set_num_threads(0)
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (257, 130), (3, 0)])
+def test_fused_softmax_matches_numpy_reference(log, shape):
+    from engine import _fused
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape) * 10
+    y = np.empty_like(x)
+    _fused.softmax_forward(y, x, log)
+    np.testing.assert_allclose(y, numpy_ref.softmax_forward(x, log=log), **FLOAT64)
+    dy = rng.standard_normal(shape)
+    dx = np.empty_like(x)
+    _fused.softmax_backward(dx, dy, y, log)
+    np.testing.assert_allclose(dx, numpy_ref.softmax_backward(dy, y, log=log), **FLOAT64)
+
+
+def test_fused_softmax_rejects_a_wrong_dtype_and_shape():
+    from engine import _fused
+
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError):
+        _fused.softmax_forward(np.zeros((2, 3), np.float64), x)
+    with pytest.raises(ValueError, match="out shape"):
+        _fused.softmax_forward(np.zeros((3, 3), np.float32), x)
+
+
+def test_cuda_module_reports_devices_when_built():
+    if not engine.cuda.is_built():
+        pytest.skip("engine._cuda was not built (no CUDA compiler at install time)")
+    from engine import _cuda
+
+    assert _cuda.device_count() >= 0
+    assert engine.cuda.is_available() == (engine.cuda.device_count() > 0)
+
+
+@pytest.mark.skipif(not engine.cuda.is_available(), reason="no CUDA device")
+def test_cuda_add_matches_numpy():
+    import cupy as cp
+    from engine import _cuda
+
+    a = cp.arange(1000, dtype=cp.float32)
+    out = cp.empty_like(a)
+    _cuda.add(out, a, a, alpha=3.0, stream=cp.cuda.get_current_stream().ptr)
+    np.testing.assert_allclose(cp.asnumpy(out), 4 * np.arange(1000, dtype=np.float32))
+    with pytest.raises(TypeError, match="GPU array"):
+        _cuda.add(out, np.zeros(1000, np.float32), a)

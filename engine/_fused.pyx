@@ -1,17 +1,33 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 # distutils: language = c++
-"""Fused CPU ops in Cython: each a prange loop over rows, without the GIL.
+"""Fused CPU ops in Cython: each a prange loop without the GIL, in float32 or float64.
 
-Shapes: x is (N, C), one row per sample; every function writes into an output the caller
-allocated (OUT) and reads its inputs (IN). The NumPy reference in engine/backend/numpy_ref.py is
-the spec each function is tested against.
+Shapes: the row ops take x (N, C), one row per sample; GELU, dropout and the optimizer updates take
+flat contiguous arrays. Every function writes into outputs the caller allocated (OUT), reads its
+inputs (IN) and checks their shapes before it starts. The NumPy reference in
+engine/backend/numpy_ref.py (engine/optim/updates.py for the updates) is the spec each function
+is tested against.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, log, logf
+from libc.math cimport erf, erff, exp, expf, log, logf, sqrt, sqrtf
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free
 
 ctypedef fused real:
     float
     double
+
+# Below this many elements of work a loop runs on one thread: starting a parallel region costs
+# microseconds, more than a small loop saves. An element that calls exp or erf counts as eight.
+cdef Py_ssize_t _PARALLEL_MIN = 32768
+cdef Py_ssize_t _TRANSCENDENTAL = 8
+# Blocks of rows whose weight gradients are summed separately in layer_norm_backward.
+cdef Py_ssize_t _WGRAD_BLOCKS = 64
+
+cdef double _SQRT1_2 = 0.70710678118654752440          # 1/√2
+cdef double _SQRT_2_OVER_PI = 0.79788456080286535588   # √(2/π)
+cdef double _INV_SQRT_2PI = 0.39894228040143267794     # 1/√(2π)
+cdef double _GELU_KAPPA = 0.044715
 
 
 cdef inline real _exp(real x) noexcept nogil:
@@ -26,6 +42,20 @@ cdef inline real _log(real x) noexcept nogil:
         return logf(x)
     else:
         return log(x)
+
+
+cdef inline real _sqrt(real x) noexcept nogil:
+    if real is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline real _erf(real x) noexcept nogil:
+    if real is float:
+        return erff(x)
+    else:
+        return erf(x)
 
 
 def softmax_forward(real[:, ::1] out, const real[:, ::1] x, bint log_space=False):
@@ -78,3 +108,361 @@ def softmax_backward(real[:, ::1] dx, const real[:, ::1] dy, const real[:, ::1] 
                     acc = acc + dy[i, j] * y[i, j]
                 for j in range(c):
                     dx[i, j] = y[i, j] * (dy[i, j] - acc)
+
+
+cdef int _check_shape(str op, str name, tuple got, tuple want) except -1:
+    if got != want:
+        raise ValueError(f"{op}: {name} has shape {got}, expected {want}")
+    return 0
+
+
+# NOTE: the row sums below keep four partial sums in double: without -ffast-math the compiler may
+# not reorder float additions, so a single accumulator would serialise the loop on the add latency.
+
+cdef inline double _sum(const real* x, Py_ssize_t n) noexcept nogil:
+    """Σ x."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j
+    for j in range(0, n - 3, 4):
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+    for j in range(n - n % 4, n):
+        s0 += x[j]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double _sum_sq_dev(const real* x, double mu, Py_ssize_t n) noexcept nogil:
+    """Σ (x - mu)²."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j
+    for j in range(0, n - 3, 4):
+        s0 += (x[j] - mu) * (x[j] - mu)
+        s1 += (x[j + 1] - mu) * (x[j + 1] - mu)
+        s2 += (x[j + 2] - mu) * (x[j + 2] - mu)
+        s3 += (x[j + 3] - mu) * (x[j + 3] - mu)
+    for j in range(n - n % 4, n):
+        s0 += (x[j] - mu) * (x[j] - mu)
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double _dot_dev(const real* a, const real* x, double mu, Py_ssize_t n) noexcept nogil:
+    """Σ a·(x - mu)."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j
+    for j in range(0, n - 3, 4):
+        s0 += a[j] * (x[j] - mu)
+        s1 += a[j + 1] * (x[j + 1] - mu)
+        s2 += a[j + 2] * (x[j + 2] - mu)
+        s3 += a[j + 3] * (x[j + 3] - mu)
+    for j in range(n - n % 4, n):
+        s0 += a[j] * (x[j] - mu)
+    return (s0 + s1) + (s2 + s3)
+
+
+# ----------------------------------------------------------------------------- layer norm
+
+def layer_norm_forward(real[:, ::1] y, real[::1] mean, real[::1] rstd, const real[:, ::1] x,
+                       const real[::1] weight, const real[::1] bias, double eps):
+    """OUT y = (x - mean)·rstd·weight + bias (N, C) and the row statistics mean, rstd (N,) of IN x,
+    rstd = 1/√(var + eps) with var biased; IN weight, bias (C,) may each be None."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, j
+    cdef bint has_weight = weight is not None, has_bias = bias is not None
+    cdef real mu, rs, v
+    _check_shape("layer_norm_forward", "y", (y.shape[0], y.shape[1]), (n, c))
+    _check_shape("layer_norm_forward", "mean", (mean.shape[0],), (n,))
+    _check_shape("layer_norm_forward", "rstd", (rstd.shape[0],), (n,))
+    if has_weight:
+        _check_shape("layer_norm_forward", "weight", (weight.shape[0],), (c,))
+    if has_bias:
+        _check_shape("layer_norm_forward", "bias", (bias.shape[0],), (c,))
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n * c > _PARALLEL_MIN):
+            # two passes over the row (mean, then the squared deviations): a constant row gets
+            # var = 0 exactly, where E[x²] - E[x]² would cancel to noise
+            mu = <real>(_sum(&x[i, 0], c) / c)
+            rs = <real>(1 / sqrt(_sum_sq_dev(&x[i, 0], mu, c) / c + eps))
+            mean[i] = mu
+            rstd[i] = rs
+            for j in range(c):
+                v = (x[i, j] - mu) * rs
+                if has_weight:
+                    v = v * weight[j]
+                if has_bias:
+                    v = v + bias[j]
+                y[i, j] = v
+
+
+def layer_norm_backward(real[:, ::1] dx, real[::1] dweight, real[::1] dbias, const real[:, ::1] dy,
+                        const real[:, ::1] x, const real[::1] weight, const real[::1] mean,
+                        const real[::1] rstd):
+    """OUT dx (N, C) and, when IN weight is given, OUT dweight, dbias (C,) (else all three None),
+    from IN dy and the forward's x, weight and saved mean, rstd.
+
+    In the forward pass every element of a row moved its mean and variance, so with
+    xhat = (x - mean)·rstd and g = dy·weight: dx = rstd·(g - mean(g) - xhat·mean(g·xhat)) over the
+    row; the weights were shared by all rows: dweight = Σ_rows dy·xhat, dbias = Σ_rows dy.
+    NOTE: the rows are cut into blocks that depend on N alone; each block sums its weight gradients
+    into its own partial row and the partial rows are added in block order, so no two threads
+    write one element and the result is the same for any number of threads."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i, j, k
+    cdef Py_ssize_t nblocks = min(n, _WGRAD_BLOCKS)
+    cdef bint has_weight = weight is not None
+    cdef bint parallel = n * c > _PARALLEL_MIN
+    cdef double* partial = NULL  # (nblocks, 2, C): Σ dy·xhat, then Σ dy, of each block's rows
+    cdef double* pw
+    cdef double sw, sb
+    cdef const real* g
+    cdef real mu, rs, mean_g, mean_gx, xhat
+    _check_shape("layer_norm_backward", "dx", (dx.shape[0], dx.shape[1]), (n, c))
+    _check_shape("layer_norm_backward", "dy", (dy.shape[0], dy.shape[1]), (n, c))
+    _check_shape("layer_norm_backward", "mean", (mean.shape[0],), (n,))
+    _check_shape("layer_norm_backward", "rstd", (rstd.shape[0],), (n,))
+    if (dweight is None) != (not has_weight) or (dbias is None) != (not has_weight):
+        raise ValueError("layer_norm_backward: dweight and dbias must be given exactly when weight is")
+    if has_weight:
+        _check_shape("layer_norm_backward", "weight", (weight.shape[0],), (c,))
+        _check_shape("layer_norm_backward", "dweight", (dweight.shape[0],), (c,))
+        _check_shape("layer_norm_backward", "dbias", (dbias.shape[0],), (c,))
+        partial = <double*> calloc(nblocks * 2 * c + 1, sizeof(double))
+        if partial == NULL:
+            raise MemoryError("layer_norm_backward: no memory for the weight-gradient partial sums")
+    try:
+        with nogil:
+            for k in prange(nblocks, schedule='static', use_threads_if=parallel):
+                pw = partial + k * 2 * c if has_weight else NULL
+                for i in range(k * n // nblocks, (k + 1) * n // nblocks):
+                    mu = mean[i]
+                    rs = rstd[i]
+                    g = &dy[i, 0]
+                    if has_weight:  # g = dy·weight, kept in dx's row until dx overwrites it
+                        for j in range(c):
+                            dx[i, j] = dy[i, j] * weight[j]
+                        g = &dx[i, 0]
+                    mean_g = <real>(_sum(g, c) / c)
+                    mean_gx = <real>(rs * _dot_dev(g, &x[i, 0], mu, c) / c)
+                    for j in range(c):
+                        xhat = (x[i, j] - mu) * rs
+                        if has_weight:
+                            pw[j] += dy[i, j] * xhat
+                            pw[c + j] += dy[i, j]
+                        dx[i, j] = rs * (g[j] - mean_g - xhat * mean_gx)
+            if has_weight:
+                for j in prange(c, schedule='static', use_threads_if=parallel):
+                    sw = 0
+                    sb = 0
+                    for k in range(nblocks):
+                        sw = sw + partial[k * 2 * c + j]
+                        sb = sb + partial[k * 2 * c + c + j]
+                    dweight[j] = <real>sw
+                    dbias[j] = <real>sb
+    finally:
+        free(partial)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+cdef int _check_targets(str op, const int64_t[::1] target, Py_ssize_t c, int64_t ignore_index) except -1:
+    """Refuses a target outside [0, C) that is not ignore_index: the kernels index rows with it."""
+    cdef Py_ssize_t i
+    for i in range(target.shape[0]):
+        if target[i] != ignore_index and not 0 <= target[i] < c:
+            raise IndexError(f"{op}: target[{i}] = {target[i]} is out of range for {c} classes")
+    return 0
+
+
+def cross_entropy_forward(real[::1] losses, real[::1] lse, const real[:, ::1] logits,
+                          const int64_t[::1] target, int64_t ignore_index):
+    """OUT losses = lse - logits[target] (0 where target is ignore_index) and OUT lse, the
+    log-sum-exp of each row of IN logits (N, C); IN target (N,) class indices."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j
+    cdef int64_t t
+    cdef real m
+    cdef double total
+    op = "cross_entropy_forward"
+    _check_shape(op, "losses", (losses.shape[0],), (n,))
+    _check_shape(op, "lse", (lse.shape[0],), (n,))
+    _check_shape(op, "target", (target.shape[0],), (n,))
+    if n and not c:
+        raise ValueError(f"{op}: logits has shape ({n}, 0): no classes to take a softmax over")
+    _check_targets(op, target, c, ignore_index)
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n * c * _TRANSCENDENTAL > _PARALLEL_MIN):
+            # log Σ exp(x) = m + log Σ exp(x - m) with m the row max: every exponent is <= 0, so
+            # logits near 1e4 stay finite
+            m = logits[i, 0]
+            for j in range(1, c):
+                if logits[i, j] > m:
+                    m = logits[i, j]
+            total = 0
+            for j in range(c):
+                total = total + _exp(logits[i, j] - m)
+            lse[i] = m + <real>log(total)
+            t = target[i]
+            losses[i] = 0 if t == ignore_index else lse[i] - logits[i, t]
+
+
+def cross_entropy_backward(real[:, ::1] dlogits, const real[::1] dlosses, const real[:, ::1] logits,
+                           const int64_t[::1] target, const real[::1] lse, int64_t ignore_index):
+    """OUT dlogits = dlosses[:, None]·(softmax(logits) - onehot(target)) (N, C), zero rows where
+    target is ignore_index; the softmax comes from the forward's IN lse as exp(logits - lse)."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j
+    cdef int64_t t
+    cdef real d, l
+    op = "cross_entropy_backward"
+    _check_shape(op, "dlogits", (dlogits.shape[0], dlogits.shape[1]), (n, c))
+    _check_shape(op, "dlosses", (dlosses.shape[0],), (n,))
+    _check_shape(op, "lse", (lse.shape[0],), (n,))
+    _check_shape(op, "target", (target.shape[0],), (n,))
+    _check_targets(op, target, c, ignore_index)
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n * c * _TRANSCENDENTAL > _PARALLEL_MIN):
+            t = target[i]
+            if t == ignore_index:
+                for j in range(c):
+                    dlogits[i, j] = 0
+            else:
+                d = dlosses[i]
+                l = lse[i]
+                for j in range(c):
+                    dlogits[i, j] = _exp(logits[i, j] - l) * d
+                dlogits[i, t] = (_exp(logits[i, t] - l) - 1) * d
+
+
+# ----------------------------------------------------------------------------- GELU
+
+# NOTE: the tanh form is computed as a sigmoid, (1 + tanh u)/2 = σ(2u) = 1/(1 + exp(-2u)): one exp
+# costs a fifth of libm's tanh, and no branch on the sign of u (half of them mispredicted on
+# random inputs) is needed. exp(-2u) may overflow to inf, which gives the right limit σ = 0.
+
+cdef inline real _gelu_tanh_u(real x) noexcept nogil:
+    """u = √(2/π)·(x + κx³), the argument of the tanh."""
+    return <real>_SQRT_2_OVER_PI * (x + <real>_GELU_KAPPA * x * x * x)
+
+
+def gelu_forward(real[::1] y, const real[::1] x, bint tanh_approx=False):
+    """OUT y = x·Φ(x) of IN x (flat), Φ the standard normal CDF: (1 + erf(x/√2))/2, or with
+    tanh_approx (1 + tanh u)/2 with u = √(2/π)·(x + 0.044715·x³)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef real v
+    _check_shape("gelu_forward", "y", (y.shape[0],), (n,))
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+            v = x[i]
+            if tanh_approx:
+                y[i] = v / (1 + _exp(-2 * _gelu_tanh_u(v)))
+            else:
+                y[i] = v * <real>0.5 * (1 + _erf(v * <real>_SQRT1_2))
+
+
+def gelu_backward(real[::1] dx, const real[::1] dy, const real[::1] x, bint tanh_approx=False):
+    """OUT dx = dy·GELU'(x) from IN dy, x (flat). Exact: GELU' = Φ(x) + x·φ(x) with
+    φ(x) = exp(-x²/2)/√(2π). tanh: GELU = x·s with s = σ(2u), so GELU' = s + 2x·s(1 - s)·u' with
+    u' = √(2/π)·(1 + 3κx²), and s(1 - s) = e·s² for e = exp(-2u)."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef real v, z, e, s
+    _check_shape("gelu_backward", "dx", (dx.shape[0],), (n,))
+    _check_shape("gelu_backward", "dy", (dy.shape[0],), (n,))
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+            v = x[i]
+            if tanh_approx:
+                # e capped at exp(80) so e·s² stays finite (inf·0 would be NaN); s < 1e-34 there
+                z = -2 * _gelu_tanh_u(v)
+                e = _exp(z if z < 80 else 80)
+                s = 1 / (1 + e)
+                dx[i] = dy[i] * (s + 2 * v * e * s * s * <real>_SQRT_2_OVER_PI
+                                 * (1 + <real>(3 * _GELU_KAPPA) * v * v))
+            else:
+                dx[i] = dy[i] * (<real>0.5 * (1 + _erf(v * <real>_SQRT1_2))
+                                 + v * <real>_INV_SQRT_2PI * _exp(<real>-0.5 * v * v))
+
+
+# ----------------------------------------------------------------------------- dropout
+
+# splitmix64's increment, 2⁶⁴/φ rounded to odd
+cdef uint64_t _GAMMA = 0x9E3779B97F4A7C15ULL
+
+
+cdef inline uint64_t _splitmix64(uint64_t z) noexcept nogil:
+    """The output function of the splitmix64 generator (Steele, Lea, Flood 2014): a bijective
+    mix whose outputs for consecutive inputs pass BigCrush."""
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+def dropout_mask(real[::1] mask, uint64_t seed, double p):
+    """OUT mask (flat): 1/(1 - p) with probability 1 - p, else 0.
+
+    Element i keeps when u >= p, u the top 53 bits of splitmix64(seed + (i + 1)·γ) over 2⁵³: the
+    i-th draw of a splitmix64 stream, computed from i alone, so the mask depends only on the seed
+    and never on the number of threads."""
+    cdef Py_ssize_t n = mask.shape[0], i
+    cdef real scale
+    cdef double u
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout_mask: p must be in [0, 1], got {p}")
+    scale = <real>(1 / (1 - p)) if p < 1 else 0
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
+            u = (_splitmix64(seed + (<uint64_t>i + 1) * _GAMMA) >> 11) / 9007199254740992.0  # 2⁵³
+            mask[i] = scale if u >= p else 0
+
+
+# ----------------------------------------------------------------------------- optimizer updates
+
+def sgd_update(real[::1] param, const real[::1] grad, real[::1] buf, double lr, double momentum,
+               double dampening, bint nesterov, double weight_decay, bint first_step):
+    """engine/optim/updates.py's sgd_update in one pass over flat arrays: IN/OUT param and buf (the
+    momentum buffer, None without momentum), IN grad. Coefficients are rounded to the arrays'
+    dtype first, as NumPy does with a Python float."""
+    cdef Py_ssize_t n = param.shape[0], i
+    cdef bint has_momentum = momentum != 0, has_decay = weight_decay != 0
+    cdef real lr_ = lr, m = momentum, keep = 1 - dampening, wd = weight_decay, d
+    _check_shape("sgd_update", "grad", (grad.shape[0],), (n,))
+    if has_momentum:
+        if buf is None:
+            raise ValueError("sgd_update: momentum needs a momentum buffer, got buf=None")
+        _check_shape("sgd_update", "buf", (buf.shape[0],), (n,))
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
+            d = grad[i]
+            if has_decay:
+                d = d + wd * param[i]
+            if has_momentum:
+                if first_step:
+                    buf[i] = d
+                else:
+                    buf[i] = m * buf[i] + keep * d
+                d = d + m * buf[i] if nesterov else buf[i]
+            param[i] = param[i] - lr_ * d
+
+
+def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v, long step, double lr,
+                double beta1, double beta2, double eps, double weight_decay, bint decoupled):
+    """engine/optim/updates.py's adam_update (Adam, or AdamW when decoupled) in one pass over flat
+    arrays: IN/OUT param and the moments m, v; IN grad; step counts from 1. Coefficients are
+    rounded to the arrays' dtype first, as NumPy does with a Python float."""
+    cdef Py_ssize_t n = param.shape[0], i
+    cdef bint decay_param = weight_decay != 0 and decoupled
+    cdef bint decay_grad = weight_decay != 0 and not decoupled
+    cdef real decay = 1 - lr * weight_decay, wd = weight_decay, eps_ = eps
+    cdef real b1 = beta1, c1 = 1 - beta1, b2 = beta2, c2 = 1 - beta2
+    # bias corrections: m̂ = m/(1 - β1^t), v̂ = v/(1 - β2^t); lr/(1 - β1^t) is folded in once
+    cdef real bias2 = 1 - beta2 ** step, step_size = lr / (1 - beta1 ** step), g
+    _check_shape("adam_update", "grad", (grad.shape[0],), (n,))
+    _check_shape("adam_update", "m", (m.shape[0],), (n,))
+    _check_shape("adam_update", "v", (v.shape[0],), (n,))
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
+            g = grad[i]
+            if decay_param:
+                param[i] = param[i] * decay
+            elif decay_grad:
+                g = g + wd * param[i]
+            m[i] = b1 * m[i] + c1 * g
+            v[i] = b2 * v[i] + c2 * g * g
+            # eps outside the root, after the bias correction (PyTorch's form)
+            param[i] = param[i] - step_size * m[i] / (_sqrt(v[i] / bias2) + eps_)

@@ -2,10 +2,13 @@
 engine._fused, behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
 
 The wrappers here only adapt layouts (the native code takes C-contiguous float32/float64
-buffers) and allocate outputs; the bindings validate everything again.
+buffers) and allocate outputs; the bindings validate everything again. Other dtypes (float16)
+go to numpy_ref. sgd_update and adam_update are the one-pass versions of engine/optim/updates.py
+that the optimizers call for arrays `fused_update_takes`.
 """
 import numpy as np
 
+from engine.backend import numpy_ref
 from engine.backend.kernel_set import KernelSet
 
 try:
@@ -32,12 +35,127 @@ def softmax_backward(dy, y, log=False):
     return dx
 
 
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _c(a, dtype):
+    """a as a C-contiguous array of dtype, copied only when it is not one already; None stays None."""
+    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    if x.dtype not in _FUSED_DTYPES:
+        return numpy_ref.layer_norm_forward(x, weight, bias, eps)
+    x = _c(x, x.dtype)
+    y = np.empty_like(x)
+    mean, rstd = np.empty(x.shape[0], x.dtype), np.empty(x.shape[0], x.dtype)
+    _fused.layer_norm_forward(y, mean, rstd, x, _c(weight, x.dtype), _c(bias, x.dtype), eps)
+    return y, mean, rstd
+
+
+def layer_norm_backward(dy, x, weight, mean, rstd):
+    dtype = np.result_type(dy, x)
+    if dtype not in _FUSED_DTYPES:
+        return numpy_ref.layer_norm_backward(dy, x, weight, mean, rstd)
+    dx = np.empty(x.shape, dtype)
+    dweight = dbias = None
+    if weight is not None:
+        dweight, dbias = np.empty(x.shape[-1], dtype), np.empty(x.shape[-1], dtype)
+    _fused.layer_norm_backward(dx, dweight, dbias, _c(dy, dtype), _c(x, dtype), _c(weight, dtype),
+                               _c(mean, dtype), _c(rstd, dtype))
+    return dx, dweight, dbias
+
+
+def cross_entropy_forward(logits, target, ignore_index=-100):
+    if logits.dtype not in _FUSED_DTYPES:
+        return numpy_ref.cross_entropy_forward(logits, target, ignore_index)
+    logits = _c(logits, logits.dtype)
+    losses, lse = np.empty(logits.shape[0], logits.dtype), np.empty(logits.shape[0], logits.dtype)
+    _fused.cross_entropy_forward(losses, lse, logits, _c(target, np.int64), ignore_index)
+    return losses, lse
+
+
+def cross_entropy_backward(dlosses, logits, target, lse, ignore_index=-100):
+    dtype = np.result_type(logits, lse)
+    if dtype not in _FUSED_DTYPES:
+        return numpy_ref.cross_entropy_backward(dlosses, logits, target, lse, ignore_index)
+    dlogits = np.empty(logits.shape, dtype)
+    _fused.cross_entropy_backward(dlogits, _c(dlosses, dtype), _c(logits, dtype), _c(target, np.int64),
+                                  _c(lse, dtype), ignore_index)
+    return dlogits
+
+
+def _gelu_tanh(approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: unknown approximate {approximate!r}")
+    return approximate == "tanh"
+
+
+def gelu_forward(x, approximate="none"):
+    if x.dtype not in _FUSED_DTYPES:
+        return numpy_ref.gelu_forward(x, approximate)
+    y = np.empty(x.shape, x.dtype)
+    _fused.gelu_forward(y.reshape(-1), _c(x, x.dtype).reshape(-1), _gelu_tanh(approximate))
+    return y
+
+
+def gelu_backward(dy, x, approximate="none"):
+    dtype = np.result_type(dy, x)
+    if dtype not in _FUSED_DTYPES:
+        return numpy_ref.gelu_backward(dy, x, approximate)
+    dx = np.empty(x.shape, dtype)
+    _fused.gelu_backward(dx.reshape(-1), _c(dy, dtype).reshape(-1), _c(x, dtype).reshape(-1),
+                         _gelu_tanh(approximate))
+    return dx
+
+
+def dropout_mask(shape, p, rng, dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in _FUSED_DTYPES or p == 0 or p == 1:  # p = 0 or 1 draws nothing, as numpy_ref
+        return numpy_ref.dropout_mask(shape, p, rng, dtype)
+    mask = np.empty(shape, dtype)
+    # one draw from rng seeds a counter-based stream: the mask is the same for any thread count
+    _fused.dropout_mask(mask.reshape(-1), int(rng.integers(2**64, dtype=np.uint64)), p)
+    return mask
+
+
+# ---- one-pass optimizer updates -------------------------------------------------------------
+def fused_update_takes(*arrays):
+    """Whether sgd_update/adam_update below can update these arrays in place: C-contiguous NumPy
+    arrays of one dtype, float32 or float64 (None, e.g. no momentum buffer, is skipped)."""
+    arrays = [a for a in arrays if a is not None]
+    return (_fused is not None
+            and all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays)
+            and len({a.dtype for a in arrays}) == 1 and arrays[0].dtype in _FUSED_DTYPES)
+
+
+def _flat(a):
+    return None if a is None else a.reshape(-1)  # a view: the arrays are C-contiguous
+
+
+def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, first_step):
+    _fused.sgd_update(_flat(param), _flat(grad), _flat(buf), lr, momentum, dampening, nesterov,
+                      weight_decay, first_step)
+
+
+def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    _fused.adam_update(_flat(param), _flat(grad), _flat(m), _flat(v), step, lr, beta1, beta2, eps,
+                       weight_decay, decoupled)
+
+
 def _overrides():
     if _C is None:
         return {}
     return {
         "softmax_forward": softmax_forward,
         "softmax_backward": softmax_backward,
+        "layer_norm_forward": layer_norm_forward,
+        "layer_norm_backward": layer_norm_backward,
+        "cross_entropy_forward": cross_entropy_forward,
+        "cross_entropy_backward": cross_entropy_backward,
+        "gelu_forward": gelu_forward,
+        "gelu_backward": gelu_backward,
+        "dropout_mask": dropout_mask,
     }
 
 

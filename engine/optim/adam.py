@@ -1,5 +1,7 @@
 """Adam and AdamW (decoupled weight decay), as in PyTorch."""
+from engine import backend
 from engine._array import array_module
+from engine.backend import cpu
 from engine.optim import updates
 from engine.optim.optimizer import Optimizer
 
@@ -21,8 +23,11 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(param.data)
         state["step"] += 1
         beta1, beta2 = group["betas"]
-        updates.adam_update(param.data, grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
-                            group["lr"], beta1, beta2, group["eps"], group["weight_decay"], self.decoupled)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        fused = backend.current() == "native" and cpu.fused_update_takes(param.data, grad, m, v)
+        (cpu if fused else updates).adam_update(param.data, grad, m, v, state["step"], group["lr"],
+                                                beta1, beta2, group["eps"], group["weight_decay"],
+                                                self.decoupled)
 
 
 class AdamW(Adam):

@@ -1,5 +1,6 @@
 """Optimizer base: parameter groups with their own hyper-parameters, per-parameter state."""
 from engine.autograd import no_grad
+from engine.tensor import Tensor
 
 
 class Optimizer:
@@ -7,6 +8,9 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}
+        if isinstance(params, Tensor):
+            raise TypeError(f"{type(self).__name__}: params must be an iterable of tensors or of "
+                            f"parameter-group dicts, got a single tensor of shape {tuple(params.shape)}")
         params = list(params)
         if not params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")

@@ -1,5 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+from engine import backend
 from engine._array import array_module
+from engine.backend import cpu
 from engine.optim import updates
 from engine.optim.optimizer import Optimizer
 
@@ -17,5 +19,8 @@ class SGD(Optimizer):
         first = "momentum_buffer" not in state
         if group["momentum"] and first:
             state["momentum_buffer"] = array_module(grad).zeros_like(param.data)
-        updates.sgd_update(param.data, grad, state.get("momentum_buffer"), group["lr"], group["momentum"],
-                           group["dampening"], group["nesterov"], group["weight_decay"], first)
+        buf = state.get("momentum_buffer")
+        fused = backend.current() == "native" and cpu.fused_update_takes(param.data, grad, buf)
+        (cpu if fused else updates).sgd_update(param.data, grad, buf, group["lr"], group["momentum"],
+                                               group["dampening"], group["nesterov"],
+                                               group["weight_decay"], first)

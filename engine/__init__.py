@@ -17,3 +17,43 @@ from engine.runtime import get_num_threads, set_num_threads
 from engine.serialization import load, save
 from engine.tensor import Size, Tensor, tensor
 from engine import nn, optim  # noqa: E402,F401  (they build on everything above)
+
+
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+            options=None, disable=False):
+    """torch.compile's signature without a compiler: engine runs eagerly, so the module or
+    function comes back unchanged (also as a decorator: @compile or @compile(mode=...))."""
+    if model is None:
+        return lambda fn: fn
+    return model
+
+
+
+class UnsupportedFeature(AttributeError, NotImplementedError):
+    """A PyTorch feature engine leaves out. Both an AttributeError, so hasattr() feature checks
+    answer False, and a NotImplementedError, which is what it means."""
+
+
+# PyTorch names with no engine counterpart, and the feature each stands for.
+_OUT_OF_SCOPE = {
+    "autocast": "automatic mixed precision (torch.autocast)",
+    "amp": "automatic mixed precision (torch.amp)",
+    "backends": "backend switches (torch.backends: TF32, cuDNN, SDPA kernel choice)",
+    "jit": "TorchScript (torch.jit)",
+    "fx": "graph capture (torch.fx)",
+    "export": "graph export (torch.export)",
+    "func": "function transforms (torch.func)",
+    "vmap": "function transforms (torch.vmap)",
+    "distributed": "distributed training (torch.distributed)",
+    "sparse": "sparse tensors (torch.sparse)",
+    "complex64": "complex tensors",
+    "complex128": "complex tensors",
+    "bfloat16": "bfloat16 tensors",
+}
+
+
+def __getattr__(name):
+    if name in _OUT_OF_SCOPE:
+        raise UnsupportedFeature(f"engine.{name}: {_OUT_OF_SCOPE[name]} is not supported by engine "
+                                 "(see 'PyTorch compatibility' in README.md)")
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

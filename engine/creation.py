@@ -94,12 +94,17 @@ def rand_like(t, dtype=None, device=None):
     return rand(t.shape, dtype=dtype, device=device)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
-    if high is None:
+def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
+    """Integers drawn uniformly from [low, high): randint(low, high, size), or randint(high, size)
+    as PyTorch's two-argument form."""
+    if isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    return _make(generator().integers(low, high, _shape((size,))), dtype or dtypes.int64, device, False)
+    return _make(generator().integers(low, high, _shape((size,))), dtype or dtypes.int64, device,
+                 requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):

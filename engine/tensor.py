@@ -300,6 +300,9 @@ class Tensor:
 
     def masked_fill_(self, mask, value):
         mask = mask.data if isinstance(mask, Tensor) else mask
+        if getattr(mask, "dtype", None) != np.bool_:
+            raise TypeError(f"masked_fill_: mask must be a bool tensor, got "
+                            f"{getattr(mask, 'dtype', type(mask).__name__)}")
         xp = array_module(self.data)
         return self._assign(xp.where(mask, xp.asarray(self._other(value), dtype=self.dtype), self.data), value)
 

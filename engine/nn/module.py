@@ -42,17 +42,23 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() is called")
-        for store in (self._parameters, self._buffers, self._modules):
-            store.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()) and isinstance(value, Tensor):
-            self._buffers[name] = value
+            target = self._modules
+        elif name in self.__dict__.get("_buffer_names", ()) and (value is None or isinstance(value, Tensor)):
+            target = self._buffers
         else:
+            target = None
+        for store in (self._parameters, self._buffers, self._modules):
+            if store is not target:
+                store.pop(name, None)
+        if target is None:
             object.__setattr__(self, name, value)
             return
+        # Replacing an entry keeps its place, so state_dict() order does not depend on
+        # reassignments (weight tying, buffer updates), as in PyTorch.
+        target[name] = value
         self.__dict__.pop(name, None)
 
     def __getattr__(self, name):
@@ -77,15 +83,24 @@ class Module:
             setattr(self, name, param)
 
     def register_buffer(self, name, tensor, persistent=True):
-        """A tensor that is state but not a parameter (moved by to(), saved unless not persistent)."""
+        """A tensor that is state but not a parameter: moved by to() and listed by buffers();
+        in state_dict() (and so expected by load_state_dict()) only when persistent."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: the name must be a non-empty string without '.', "
+                           f"got {name!r}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: cannot assign a {type(tensor).__name__} to buffer "
+                            f"{name!r} (a Tensor or None is required)")
+        if name not in self._buffers and (name in self._parameters or name in self._modules
+                                          or hasattr(self, name)):
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
         self.__dict__.setdefault("_buffer_names", set()).add(name)
-        if not persistent:
-            self.__dict__.setdefault("_non_persistent", set()).add(name)
-        if tensor is None:
-            object.__setattr__(self, name, None)
+        non_persistent = self.__dict__.setdefault("_non_persistent", set())
+        if persistent:
+            non_persistent.discard(name)
         else:
-            self.__dict__.pop(name, None)
-            self._buffers[name] = tensor
+            non_persistent.add(name)
+        self._buffers[name] = tensor
 
     def add_module(self, name, module):
         setattr(self, name, module)

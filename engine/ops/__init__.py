@@ -7,9 +7,9 @@ from engine.ops.attention import scaled_dot_product_attention
 from engine.ops.conv import avg_pool2d, conv2d, max_pool2d
 from engine.ops.elementwise import (Cast, ToDevice, abs, add, allclose, clamp, cos, div, eq, equal,
                                     exp, ge, gelu, gt, isfinite, isnan, le, log, logical_and,
-                                    logical_not, logical_or, lt, maximum, minimum, mul, ne, neg,
-                                    pow, relu, rsqrt, sigmoid, sign, silu, sin, sqrt, square, sub,
-                                    tanh, where)
+                                    logical_not, logical_or, lt, masked_fill, maximum, minimum,
+                                    mul, ne, neg, pow, relu, rsqrt, sigmoid, sign, silu, sin, sqrt,
+                                    square, sub, tanh, where)
 from engine.ops.linalg import bmm, linear, matmul
 from engine.ops.nn_ops import (binary_cross_entropy_with_logits, cross_entropy, dropout,
                                embedding, layer_norm, log_softmax, mse_loss, nll_loss, softmax)
@@ -21,8 +21,8 @@ from engine.ops.shape import (broadcast_to, cat, chunk, clone, concat, concatena
 __all__ = [
     "scaled_dot_product_attention", "avg_pool2d", "conv2d", "max_pool2d", "abs", "add", "allclose",
     "clamp", "cos", "div", "eq", "equal", "exp", "ge", "gelu", "gt", "isfinite", "isnan", "le",
-    "log", "logical_and", "logical_not", "logical_or", "lt", "maximum", "minimum", "mul", "ne",
-    "neg", "pow", "relu", "rsqrt", "sigmoid", "sign", "silu", "sin", "sqrt", "square", "sub",
+    "log", "logical_and", "logical_not", "logical_or", "lt", "masked_fill", "maximum", "minimum",
+    "mul", "ne", "neg", "pow", "relu", "rsqrt", "sigmoid", "sign", "silu", "sin", "sqrt", "square", "sub",
     "tanh", "where", "bmm", "linear", "matmul", "binary_cross_entropy_with_logits",
     "cross_entropy", "dropout", "embedding", "layer_norm", "log_softmax", "mse_loss", "nll_loss",
     "softmax", "amax", "argmax", "argmin", "logsumexp", "max", "mean", "min", "std", "sum", "var",
@@ -33,8 +33,8 @@ __all__ = [
 
 _METHODS = [
     abs, add, clamp, cos, div, eq, exp, ge, gt, isfinite, isnan, le, log, logical_and,
-    logical_not, logical_or, lt, maximum, minimum, mul, ne, pow, relu, rsqrt, sigmoid, sign,
-    sin, sqrt, square, sub, tanh, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var,
+    logical_not, logical_or, lt, masked_fill, maximum, minimum, mul, ne, pow, relu, rsqrt, sigmoid,
+    sign, sin, sqrt, square, sub, tanh, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var,
     chunk, clone, contiguous, expand, expand_as, flatten, movedim, permute, reshape, split,
     squeeze, t, transpose, unbind, unsqueeze, view, matmul, softmax, log_softmax,
 ]
@@ -47,7 +47,6 @@ def _attach_methods():
         setattr(Tensor, fn.__name__, fn)
     Tensor.neg = neg
     Tensor.clip = clamp
-    Tensor.masked_fill = lambda self, mask, value: where(mask, value, self)
     Tensor.swapaxes = transpose
     Tensor.repeat = _repeat
 

@@ -3,6 +3,9 @@
 Shapes: q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) -> out (..., Tq, Dv); the leading dims
 are flattened to (B, H). The forward saves the per-row log-sum-exp of the scores, so the
 backward recomputes the probabilities instead of keeping a Tq×Tk matrix.
+
+With dropout_p > 0 the fused kernel does not apply: attention is then composed from primitives
+(matmul, softmax, dropout, matmul), which keeps the Tq×Tk weights for the backward.
 """
 import math
 
@@ -42,8 +45,37 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                  scale=None, enable_gqa=False):
     q, k, v, mask, scale, lead = prepare_attention(query, key, value, attn_mask, dropout_p, is_causal,
                                                    scale, enable_gqa)
-    out = ScaledDotProductAttention.apply(q, k, v, mask=mask, is_causal=bool(is_causal), scale=scale)
+    if dropout_p > 0:
+        out = _attention_with_dropout(q, k, v, mask, bool(is_causal), scale, dropout_p)
+    else:
+        out = ScaledDotProductAttention.apply(q, k, v, mask=mask, is_causal=bool(is_causal), scale=scale)
     return out.reshape(lead + (query.shape[-2], value.shape[-1]))
+
+
+def _attention_with_dropout(q, k, v, mask, is_causal, scale, dropout_p):
+    """dropout(softmax(q·kᵀ·scale + mask))·v from primitives, with the fused kernel's masking
+    rules: a bool mask and is_causal (key j visible to query i when j <= i) hide scores, a float
+    mask is added, and a query row that sees no key gives 0."""
+    from engine.ops.elementwise import where
+    from engine.ops.linalg import matmul
+    from engine.ops.nn_ops import dropout, softmax
+
+    xp = array_module(q.data)
+    scores = matmul(q, k.transpose(-2, -1)) * scale
+    tq, tk = scores.shape[-2:]
+    if is_causal:
+        scores = where(xp.tril(xp.ones((tq, tk), dtype=bool)), scores, float("-inf"))
+    if mask is not None:
+        scores = where(mask, scores, float("-inf")) if mask.dtype == bool else scores + mask
+    # NOTE: softmax of a row that is all -inf is NaN ((-inf) - (-inf)); such rows are softmaxed
+    # as zeros and their weights then set to 0, through where, so no NaN reaches any gradient.
+    dead = (scores.data == float("-inf")).all(axis=-1, keepdims=True)
+    if dead.any():
+        scores = where(dead, 0.0, scores)
+    weights = softmax(scores, dim=-1)
+    if dead.any():
+        weights = where(dead, 0.0, weights)
+    return matmul(dropout(weights, p=dropout_p), v)
 
 
 def prepare_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -66,9 +98,8 @@ def prepare_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causa
                         f"{query.dtype}, {key.dtype}, {value.dtype}")
     if enable_gqa:
         raise NotImplementedError(f"{op}: enable_gqa is not supported")
-    if dropout_p:
-        raise NotImplementedError(f"{op}: dropout_p > 0 is not supported (attention dropout); "
-                                  "use dropout_p=0.0 or apply dropout outside attention")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1], got {dropout_p}")
     lead = tuple(query.shape[:-2])
     tq, tk = query.shape[-2], key.shape[-2]
     mask = None

@@ -310,6 +310,24 @@ def where(cond, a, b):
     return Where.apply(cond, a, b)
 
 
+def masked_fill(a, mask, value):
+    """`a` with `value` wherever the bool `mask` is True (mask and a broadcast together). The
+    value takes a's dtype; a 0-d tensor value receives the gradient of the filled positions."""
+    Tensor = tensor_cls()
+    m = mask.data if isinstance(mask, Tensor) else mask
+    if getattr(m, "dtype", None) != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got "
+                        f"{getattr(m, 'dtype', type(m).__name__)}")
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got a tensor of "
+                             f"shape {tuple(value.shape)}")
+        value = value if value.dtype == a.dtype else value.to(a.dtype)
+    else:
+        value = Tensor._wrap(array_module(a.data).asarray(value, dtype=a.dtype))
+    return where(mask, value, a)
+
+
 def _floating(a):
     """`a` itself when floating; integers and bools as the default float dtype (PyTorch's rule
     for ops with real-valued results: exp(int64) is float32)."""

@@ -5,8 +5,8 @@ torch: torch.matmul on the same memory, when PyTorch is installed.
 """
 import numpy as np
 
-from benchmarks.runner import Case
-from benchmarks.timing import optional_torch
+from .runner import Case
+from .timing import optional_torch
 
 FULL_SHAPES = [(128, 128, 128), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024),
                (2048, 2048, 2048), (4096, 768, 3072), (128, 784, 64), (64, 784, 64),

@@ -2,8 +2,8 @@
 import sys
 import time
 
-from benchmarks import gemm
-from benchmarks.runner import format_table, plot, run_case, write_json
+from . import gemm
+from .runner import format_table, plot, run_case, write_json
 
 SUITES = {"gemm": gemm.cases}
 

@@ -10,7 +10,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from benchmarks.timing import interleaved_medians, threads
+from .timing import interleaved_medians, threads
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ def _info(args):
 
 def _bench(args):
     try:
-        from engine.bench.main import run
+        from engine.benchmarks.main import run
     except ImportError as e:
         print(f"the benchmark suites are not installed with this copy of engine ({e})")
         return 1

@@ -23,6 +23,16 @@ inline void set_threads(int n) {
 #endif
 }
 
+// True inside an OpenMP parallel region: kernels called from one (a tile of a bigger kernel)
+// run serially instead of opening a nested team.
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
 inline bool openmp_enabled() {
 #ifdef _OPENMP
   return true;

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("openmp_enabled", &engine::openmp_enabled);
   m.def("cpu_has_avx2_fma", &engine::cpu_has_avx2_fma);
   engine::bind_elementwise(m);
+  engine::bind_gemm(m);
 }

@@ -4,4 +4,5 @@
 
 namespace engine {
 void bind_elementwise(pybind11::module_& m);
+void bind_gemm(pybind11::module_& m);
 }  // namespace engine

@@ -1,8 +1,9 @@
 """The native CPU kernel set: C++/OpenMP kernels from engine._C and Cython ones from
 engine._fused, behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
 
-The wrappers here only adapt layouts (the native code takes C-contiguous float32/float64
-buffers) and allocate outputs; the bindings validate everything again. Other dtypes (float16)
+The wrappers here only adapt layouts (the GEMM reads any operand with a unit stride in one of
+its last two dims in place; the other kernels take C-contiguous float32/float64 buffers) and
+allocate outputs; the bindings validate everything again. Other dtypes (float16)
 go to numpy_ref. sgd_update and adam_update are the one-pass versions of engine/optim/updates.py
 that the optimizers call for arrays `fused_update_takes`.
 """
@@ -17,8 +18,39 @@ except ImportError:  # running from a source tree that was never built
     _C = _fused = None
 
 
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _c(a, dtype):
+    """a as a C-contiguous array of dtype, copied only when it is not one already; None stays None."""
+    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+
 def _rows(x):
     return np.ascontiguousarray(x)
+
+
+def _gemm_operand(a):
+    """a itself when the GEMM can read it in place (aligned, a unit stride in one of its last
+    two dims: C-contiguous or a transposed view), else a C-contiguous copy."""
+    item = a.itemsize
+    rows, cols = a.shape[-2:]
+    if a.flags.aligned and (cols == 1 or rows == 1 or a.strides[-1] == item or a.strides[-2] == item):
+        return a
+    return np.ascontiguousarray(a)
+
+
+def matmul(a, b):
+    if a.dtype not in _FUSED_DTYPES or b.dtype != a.dtype:
+        return numpy_ref.matmul(a, b)
+    return _C.matmul(_gemm_operand(a), _gemm_operand(b))
+
+
+def linear(x, weight, bias=None, activation=None):
+    if x.dtype not in _FUSED_DTYPES or weight.dtype != x.dtype:
+        return numpy_ref.linear(x, weight, bias, activation)
+    return _C.matmul(_gemm_operand(x), _gemm_operand(weight).T, bias=_c(bias, x.dtype),
+                     activation=activation or "none")
 
 
 def softmax_forward(x, log=False):
@@ -33,14 +65,6 @@ def softmax_backward(dy, y, log=False):
     dx = np.empty_like(y)
     _fused.softmax_backward(dx, dy, y, log)
     return dx
-
-
-_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _c(a, dtype):
-    """a as a C-contiguous array of dtype, copied only when it is not one already; None stays None."""
-    return None if a is None else np.ascontiguousarray(a, dtype=dtype)
 
 
 def layer_norm_forward(x, weight, bias, eps):
@@ -147,6 +171,8 @@ def _overrides():
     if _C is None:
         return {}
     return {
+        "matmul": matmul,
+        "linear": linear,
         "softmax_forward": softmax_forward,
         "softmax_backward": softmax_backward,
         "layer_norm_forward": layer_norm_forward,

@@ -1,0 +1,382 @@
+// GEMM driver, built the way BLIS builds it: five loops around a register microkernel, A and B
+// packed into cache-sized panels, OpenMP over the M/N loops (never K), and runtime dispatch
+// between the AVX2+FMA microkernels (gemm_avx2.cpp) and the portable ones below.
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+
+namespace engine::cpu {
+namespace {
+
+using detail::Epilogue;
+using detail::KernelInfo;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// ---- Cache blocking ------------------------------------------------------------------------
+// NOTE: sized for AMD Zen 3 (32 KiB L1d and 512 KiB L2 per core, 32 MiB L3 shared):
+//  KC: a kc×NR micro-panel of B stays in L1 while A micro-panels stream past it:
+//      256·16·4 B = 16 KiB (fp32; 256·8·8 B fp64), half of L1d, the rest for A and the C tile.
+//  MC: the mc×kc block of packed A stays in L2 and is reused by every B micro-panel:
+//      144·256·4 B = 144 KiB, under a third of L2, so B micro-panels and C lines pass without
+//      evicting it.
+//  NC: the kc×nc panel of packed B stays in L3 and is shared by both cores: 256·4080·4 B ≈ 4 MiB.
+// K is cut into equal blocks no longer than KC (784 → 4×196, not 3×256 + 16), and the blocks
+// depend on K alone, so every thread count sums each C element in the same order.
+template <typename T>
+struct Blocking;
+template <>
+struct Blocking<float> {
+  static constexpr int64_t kc = 256, mc = 144, nc = 4080;
+};
+template <>
+struct Blocking<double> {
+  static constexpr int64_t kc = 256, mc = 72, nc = 2040;
+};
+
+// Below this many multiply-adds in all (batch·M·N·K) one thread does the whole product: waking
+// a team costs a few microseconds, about what 2 threads save on a product of this size.
+constexpr int64_t kSerialMacs = int64_t{1} << 16;
+
+// Up to this many columns A is read in place instead of packed: packing costs about as much as
+// a pass over A, and A is re-read only N/NR times.
+constexpr int64_t kInPlaceMaxN = 128;
+
+// ---- Portable microkernels -----------------------------------------------------------------
+template <typename T>
+T activate(T x, Activation act) {
+  if (act == Activation::relu) return x < T(0) ? T(0) : x;  // NaN passes through
+  if (act == Activation::gelu) return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752)));
+  return x;
+}
+
+// MR×NR accumulators in a local array the compiler keeps in SSE registers (6×8 fp32, 6×4 fp64:
+// 12 of the 16 xmm registers).
+template <typename T, int MR, int NR>
+void micro_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, T* c,
+                    int64_t ldc, const Epilogue<T>& ep) {
+  T acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p, a += a_cs, b += NR)
+    for (int i = 0; i < MR; ++i) {
+      const T ai = a[i * a_rs];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      T& cij = c[i * ldc + j];
+      T r = ep.alpha * acc[i][j];
+      if (ep.beta != T(0)) r += ep.beta * cij;
+      if (ep.bias) r += ep.bias[j];
+      cij = activate(r, ep.act);
+    }
+}
+
+std::atomic<bool> g_force_portable{false};
+
+bool use_avx2() { return !g_force_portable.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+
+template <typename T>
+KernelInfo<T> select_kernel() {
+  constexpr int kNR = 16 / sizeof(T) * 2;  // two SSE vectors per row
+  if constexpr (sizeof(T) == 4) {
+    if (use_avx2()) return detail::avx2_kernel_f32();
+  } else {
+    if (use_avx2()) return detail::avx2_kernel_f64();
+  }
+  return {&micro_portable<T, 6, kNR>, 6, kNR};
+}
+
+template <typename T>
+double fma_rate_portable() {
+  using clock = std::chrono::steady_clock;
+  constexpr int kChains = 16, kRounds = 1000;
+  T acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = T(i);
+  const T mul = T(0.999999), add = T(1e-6);
+  const auto start = clock::now();
+  double seconds = 0;
+  int64_t rounds = 0;
+  do {
+    for (int r = 0; r < kRounds; ++r)
+      for (T& x : acc) x = x * mul + add;
+    rounds += kRounds;
+    seconds = std::chrono::duration<double>(clock::now() - start).count();
+  } while (seconds < 0.2);
+  T sum = 0;
+  for (T x : acc) sum += x;
+  volatile T sink = sum;  // keeps the chains from being optimized away
+  (void)sink;
+  return 2.0 * kChains * static_cast<double>(rounds) / seconds;
+}
+
+// ---- Packing -------------------------------------------------------------------------------
+// A micro-panel: m ≤ mr rows × kc columns of A, stored column after column (out[p·mr + i]) so the
+// microkernel reads it front to back; rows m..mr-1 are zero.
+template <typename T>
+void pack_a_panel(const T* a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, T* out) {
+  if (rs == 1) {  // columns of A are contiguous
+    for (int64_t p = 0; p < kc; ++p, out += mr) {
+      const T* src = a + p * cs;
+      for (int64_t i = 0; i < mr; ++i) out[i] = i < m ? src[i] : T(0);
+    }
+    return;
+  }
+  for (int64_t i = 0; i < mr; ++i) {  // rows of A are contiguous (or nothing is)
+    const T* src = a + i * rs;
+    for (int64_t p = 0; p < kc; ++p) out[p * mr + i] = i < m ? src[p * cs] : T(0);
+  }
+}
+
+// A micro-panel of B: kc rows × n ≤ nr columns, stored row after row (out[p·nr + j]);
+// columns n..nr-1 are zero.
+template <typename T>
+void pack_b_panel(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t n, int nr, T* out) {
+  if (cs == 1) {  // rows of B are contiguous
+    for (int64_t p = 0; p < kc; ++p, out += nr) {
+      const T* src = b + p * rs;
+      for (int64_t j = 0; j < nr; ++j) out[j] = j < n ? src[j] : T(0);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < nr; ++j) {  // columns of B are contiguous (or nothing is)
+    const T* src = b + j * cs;
+    for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = j < n ? src[p * rs] : T(0);
+  }
+}
+
+// ---- Driver ------------------------------------------------------------------------------
+template <typename T>
+struct Plan {
+  KernelInfo<T> ki;
+  int64_t kc, kblocks, mc, nc;  // kc ≥ 1 and kblocks ≥ 1 even when K = 0 (C = beta·C + epilogue)
+  bool pack_a;                  // else A is read in place (all but a partial last micro-panel)
+  int64_t a_elems, b_elems;     // packed A per thread, packed B per team
+};
+
+// The rows and columns of C one thread computes, and the team it packs B with.
+struct Part {
+  int64_t m0, m1, n0, n1;
+  int tid, nt;
+};
+
+void team_barrier(const Part& pt) {
+  if (pt.nt > 1) {
+#pragma omp barrier
+  }
+}
+
+// A partial tile runs the same full-size microkernel on a stack tile and copies the valid part
+// back, so edge elements get exactly the arithmetic of interior ones.
+template <typename T>
+void run_tile(const KernelInfo<T>& ki, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
+              const T* b, T* c, int64_t ldc, int64_t m, int64_t n, Epilogue<T> ep) {
+  if (m == ki.mr && n == ki.nr) return ki.fn(kc, a, a_rs, a_cs, b, c, ldc, ep);
+  alignas(64) T tile[detail::kMaxMR * detail::kMaxNR] = {};
+  alignas(64) T bias[detail::kMaxNR] = {};
+  if (ep.beta != T(0))
+    for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, tile + i * ki.nr);
+  if (ep.bias) ep.bias = std::copy(ep.bias, ep.bias + n, bias) - n;
+  ki.fn(kc, a, a_rs, a_cs, b, tile, ki.nr, ep);
+  for (int64_t i = 0; i < m; ++i) std::copy(tile + i * ki.nr, tile + i * ki.nr + n, c + i * ldc);
+}
+
+// Loops 3, 2 and 1 for one kc×nc panel of packed B: MC rows of A at a time (in L2), then NR
+// columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming past).
+template <typename T>
+void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const T* A, T* C,
+                  int64_t pc, int64_t kc, int64_t jc, int64_t nc, const T* bpack, T* apack,
+                  const Epilogue<T>& ep) {
+  const int mr = pl.ki.mr, nr = pl.ki.nr;
+  const int64_t j0 = std::max(jc, pt.n0), j1 = std::min(jc + nc, pt.n1);
+  if (j0 >= j1) return;
+  for (int64_t ic = pt.m0; ic < pt.m1; ic += pl.mc) {  // loop 3
+    const int64_t mc = std::min(pl.mc, pt.m1 - ic);
+    const T* ablk = A + ic * g.a_rs + pc * g.a_cs;
+    // Micro-panel q of this block starts at ablk + q·a_step and steps (a_rs, a_cs). Read in place,
+    // a partial last panel is packed, so the kernel never reads rows past M.
+    int64_t a_rs = g.a_rs, a_cs = g.a_cs, a_step = mr * g.a_rs;
+    if (pl.pack_a) {
+      for (int64_t q = 0; q * mr < mc; ++q)
+        pack_a_panel(ablk + q * mr * g.a_rs, g.a_rs, g.a_cs, std::min<int64_t>(mr, mc - q * mr), kc,
+                     mr, apack + q * mr * kc);
+      ablk = apack, a_rs = 1, a_cs = mr, a_step = mr * kc;
+    } else if (mc % mr) {
+      pack_a_panel(ablk + mc / mr * a_step, g.a_rs, g.a_cs, mc % mr, kc, mr, apack);
+    }
+    for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
+      Epilogue<T> e = ep;
+      if (e.bias) e.bias += jr;
+      const T* bp = bpack + (jr - jc) * kc;
+      for (int64_t ir = 0; ir < mc; ir += mr) {  // loop 1
+        const int64_t m = std::min<int64_t>(mr, mc - ir);
+        T* c = C + (ic + ir) * g.c_rs + jr;
+        if (m < mr && !pl.pack_a)
+          run_tile(pl.ki, kc, apack, 1, mr, bp, c, g.c_rs, m, std::min<int64_t>(nr, j1 - jr), e);
+        else
+          run_tile(pl.ki, kc, ablk + ir / mr * a_step, a_rs, a_cs, bp, c, g.c_rs, m,
+                   std::min<int64_t>(nr, j1 - jr), e);
+      }
+    }
+  }
+}
+
+// One batch item, this thread's part of it (loops 5 and 4; the team shares packed B).
+template <typename T>
+void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& pt, T* bpack,
+               T* apack) {
+  const int nr = pl.ki.nr;
+  const T* A = g.a + t * g.a_bs;
+  const T* B = g.b + t * g.b_bs;
+  T* C = g.c + t * g.c_bs;
+  for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
+    const int64_t nc = std::min(pl.nc, g.n - jc), panels = ceil_div(nc, nr);
+    for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
+      const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
+      for (int64_t q = panels * pt.tid / pt.nt; q < panels * (pt.tid + 1) / pt.nt; ++q)
+        pack_b_panel(B + pc * g.b_rs + (jc + q * nr) * g.b_cs, g.b_rs, g.b_cs, kc,
+                     std::min<int64_t>(nr, nc - q * nr), nr, bpack + q * nr * kc);
+      team_barrier(pt);
+      const bool last = kb + 1 == pl.kblocks;
+      const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,
+                           last ? g.act : Activation::none};
+      macro_kernel(g, pl, pt, A, C, pc, kc, jc, nc, bpack, apack, ep);
+      team_barrier(pt);  // everyone is done with packed B before it is refilled
+    }
+  }
+}
+
+template <typename T>
+Plan<T> make_plan(const GemmArgs<T>& g) {
+  Plan<T> pl;
+  pl.ki = select_kernel<T>();
+  const int mr = pl.ki.mr, nr = pl.ki.nr;
+  pl.kblocks = std::max<int64_t>(1, ceil_div(g.k, Blocking<T>::kc));
+  pl.kc = std::max<int64_t>(1, ceil_div(g.k, pl.kblocks));
+  pl.mc = round_up(Blocking<T>::mc, mr);
+  pl.nc = round_up(Blocking<T>::nc, nr);
+  // Allocate only what this shape needs; 64-byte multiples keep threads off each other's lines.
+  const int64_t line = 64 / sizeof(T);
+  pl.pack_a = g.n > kInPlaceMaxN;
+  pl.a_elems = round_up((pl.pack_a ? std::min(pl.mc, round_up(g.m, mr)) : mr) * pl.kc, line);
+  pl.b_elems = round_up(std::min(pl.nc, round_up(g.n, nr)) * pl.kc, line);
+  return pl;
+}
+
+// The team's grid over C: tm row groups × tn column groups (tm·tn = team), picked so the
+// busiest thread has the fewest tiles; ties go to splitting rows, which keeps packed B shared.
+template <typename T>
+Part grid_part(const GemmArgs<T>& g, const Plan<T>& pl, int tid, int team) {
+  const int64_t tiles_m = ceil_div(g.m, pl.ki.mr), tiles_n = ceil_div(g.n, pl.ki.nr);
+  int tm = 1;
+  int64_t best = -1;
+  for (int d = 1; d <= team; ++d) {
+    if (team % d) continue;
+    const int64_t cost = ceil_div(tiles_m, d) * ceil_div(tiles_n, team / d);
+    if (best < 0 || cost <= best) best = cost, tm = d;
+  }
+  const int tn = team / tm, r = tid % tm, s = tid / tm;
+  return {std::min(g.m, tiles_m * r / tm * pl.ki.mr), std::min(g.m, tiles_m * (r + 1) / tm * pl.ki.mr),
+          std::min(g.n, tiles_n * s / tn * pl.ki.nr), std::min(g.n, tiles_n * (s + 1) / tn * pl.ki.nr),
+          tid, team};
+}
+
+// Workspace for packed panels, kept per calling thread and grown on demand: a fresh multi-MiB
+// allocation per call would page-fault its way through memory every time.
+class Workspace {
+ public:
+  ~Workspace() { std::free(p_); }
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      std::free(p_);
+      size_ = 0;
+      p_ = std::aligned_alloc(64, static_cast<size_t>(round_up(static_cast<int64_t>(bytes), 64)));
+      if (!p_) throw std::bad_alloc();
+      size_ = bytes;
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t size_ = 0;
+};
+thread_local Workspace t_workspace;
+
+}  // namespace
+
+template <typename T>
+void gemm(const GemmArgs<T>& g) {
+  if (g.batch <= 0 || g.m <= 0 || g.n <= 0) return;
+  const Plan<T> pl = make_plan(g);
+  const int64_t tiles = ceil_div(g.m, pl.ki.mr) * ceil_div(g.n, pl.ki.nr);
+  const int64_t macs = g.batch * g.m * g.n * std::max<int64_t>(g.k, 1);
+  const int nt = macs < kSerialMacs || in_parallel()
+                     ? 1
+                     : static_cast<int>(std::min<int64_t>(max_threads(), g.batch * tiles));
+  // Whole items per thread when the batch divides well (no barriers); otherwise the team
+  // shares each item. Either way a C element's arithmetic does not depend on nt.
+  const bool by_item = nt > 1 && g.batch >= nt && (g.batch % nt == 0 || g.batch >= 4 * nt);
+  const int64_t per_thread = pl.a_elems + (by_item ? pl.b_elems : 0);
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * (pl.b_elems + nt * per_thread)));
+  const Part whole{0, g.m, 0, g.n, 0, 1};
+  if (nt == 1) {
+    for (int64_t t = 0; t < g.batch; ++t) gemm_item(g, pl, t, whole, ws, ws + pl.b_elems);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = thread_id(), team = team_size();
+    T* own = ws + pl.b_elems + tid * per_thread;
+    if (by_item) {
+      for (int64_t t = g.batch * tid / team; t < g.batch * (tid + 1) / team; ++t)
+        gemm_item(g, pl, t, whole, own + pl.a_elems, own);
+    } else {
+      const Part pt = grid_part(g, pl, tid, team);
+      for (int64_t t = 0; t < g.batch; ++t) gemm_item(g, pl, t, pt, ws, own);
+    }
+  }
+}
+
+template void gemm<float>(const GemmArgs<float>&);
+template void gemm<double>(const GemmArgs<double>&);
+
+double fma_peak_gflops(bool f64, int threads) {
+  double flops = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+  {
+    if (cpu_has_avx2_fma()) flops += detail::fma_rate_avx2(f64);
+    else flops += f64 ? fma_rate_portable<double>() : fma_rate_portable<float>();
+  }
+  return flops * 1e-9;
+}
+
+const char* gemm_isa() { return use_avx2() ? "avx2-fma" : "portable"; }
+
+void gemm_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+
+}  // namespace engine::cpu

@@ -1,0 +1,73 @@
+// CPU GEMM on strided float32/float64 matrices, C = alpha·op(A)·op(B) + beta·C, batched, with a
+// fused bias + activation epilogue; plus the FMA peak probe that benchmarks divide by.
+#pragma once
+#include <cstdint>
+
+namespace engine::cpu {
+
+enum class Activation { none, relu, gelu };  // gelu is the exact 0.5·x·(1 + erf(x/√2))
+
+// Shape legend: batch items of A (M×K) times B (K×N) into C (M×N).
+// Element (i, j) of batch item t of X lives at x[t·x_bs + i·x_rs + j·x_cs]; strides count elements
+// and may be 0 or negative, so a transposed view is just swapped strides (op = transpose).
+// C has unit column stride. The epilogue runs after alpha/beta: + bias[j], then the activation.
+template <typename T>
+struct GemmArgs {
+  T* c;                      // OUT (and IN when beta != 0; beta == 0 never reads C, like BLAS)
+  int64_t c_bs, c_rs;
+  const T* a;                // IN
+  int64_t a_bs, a_rs, a_cs;
+  const T* b;                // IN
+  int64_t b_bs, b_rs, b_cs;
+  int64_t batch, m, n, k;
+  T alpha = 1, beta = 0;
+  const T* bias = nullptr;   // N contiguous values, or nullptr
+  Activation act = Activation::none;
+};
+
+// Bitwise identical for every thread count: threads split M/N/batch, never K.
+template <typename T>
+void gemm(const GemmArgs<T>& g);
+
+// Measured FMA throughput of `threads` threads in GFLOP/s (2 flops per FMA lane), ~0.2 s.
+double fma_peak_gflops(bool f64, int threads);
+
+// "avx2-fma" or "portable": the microkernels gemm() uses now.
+const char* gemm_isa();
+// Force the portable microkernels even on an AVX2 CPU (tests and benchmarks of the fallback).
+void gemm_force_portable(bool on);
+
+// ---- Internal: the contract between the driver (gemm.cpp) and the microkernels --------------
+namespace detail {
+
+// How a microkernel stores its tile: c = alpha·acc + beta·c (beta == 0: c is not read), then
+// + bias[j] and the activation. The driver passes beta = 1 and no bias/activation for every K
+// block but the first / last one.
+template <typename T>
+struct Epilogue {
+  T alpha, beta;
+  const T* bias;  // NR values for this tile's columns, or nullptr
+  Activation act;
+};
+
+// One MR×NR tile: acc = Σ_p A(i, p)·Bp[p·NR + j] over p < kc, where A(i, p) = a[i·a_rs + p·a_cs]
+// (a packed panel has a_rs = 1, a_cs = MR) and Bp is a packed B micro-panel. Full tiles only.
+template <typename T>
+using MicroKernel = void (*)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, T* c,
+                             int64_t ldc, const Epilogue<T>& ep);
+
+template <typename T>
+struct KernelInfo {
+  MicroKernel<T> fn;
+  int mr, nr;
+};
+
+constexpr int kMaxMR = 8, kMaxNR = 16;  // bound every kernel's tile (edge tiles live on the stack)
+
+// Defined in gemm_avx2.cpp; call only when cpu_has_avx2_fma().
+KernelInfo<float> avx2_kernel_f32();
+KernelInfo<double> avx2_kernel_f64();
+double fma_rate_avx2(bool f64);  // FLOP/s of the calling thread
+
+}  // namespace detail
+}  // namespace engine::cpu

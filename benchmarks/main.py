@@ -2,10 +2,10 @@
 import sys
 import time
 
-from . import gemm
+from . import attention, conv, gemm
 from .runner import format_table, plot, run_case, write_json
 
-SUITES = {"gemm": gemm.cases}
+SUITES = {"gemm": gemm.cases, "conv": conv.cases, "attention": attention.cases}
 
 
 def fma_peaks(dtypes, thread_counts):

@@ -2,10 +2,11 @@
 import sys
 import time
 
-from . import attention, conv, gemm
+from . import attention, conv, gemm, train
 from .runner import format_table, plot, run_case, write_json
 
-SUITES = {"gemm": gemm.cases, "conv": conv.cases, "attention": attention.cases}
+SUITES = {"gemm": gemm.cases, "conv": conv.cases, "attention": attention.cases,
+          "train": train.cases}
 
 
 def fma_peaks(dtypes, thread_counts):
@@ -19,6 +20,11 @@ def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, 
     import engine
     from engine.info import collect
 
+    if plot_path:
+        try:
+            import matplotlib  # noqa: F401  (checked before hours of timing, not after)
+        except ImportError:
+            raise SystemExit("--plot needs matplotlib: pip install matplotlib (or the bench extra)") from None
     names = list(SUITES) if suite == "all" else [suite]
     thread_counts = [threads] if threads else ([engine.runtime.cpu_count()] if quick else
                                                sorted({1, engine.runtime.cpu_count()}))

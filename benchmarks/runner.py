@@ -17,13 +17,14 @@ from .timing import interleaved_medians, threads
 class Case:
     suite: str
     name: str
-    flops: float                         # floating-point operations per call
+    work: float                          # units of work per call: FLOPs, or samples for "samples/s"
     impls: Dict[str, Callable]           # implementation name -> callable returning its result
     nthreads: int
     dtype: str = "float32"
     rtol: float = 1e-4                   # agreement with the NumPy result required before timing
     atol: float = 1e-4
     memory: Optional[Dict[str, float]] = None  # implementation -> peak extra bytes, if measured
+    unit: str = "GFLOP/s"                # what the rate column means: "GFLOP/s" or "samples/s"
 
 
 def _agree(case, outputs):
@@ -54,34 +55,44 @@ def run_case(case, rounds, min_time):
         mismatched = _agree(case, outputs)
         del outputs
         seconds = interleaved_medians(case.impls, rounds=rounds, min_time=min_time)
+    scale = 1e9 if case.unit == "GFLOP/s" else 1.0
     row = {"suite": case.suite, "case": case.name, "dtype": case.dtype, "threads": case.nthreads,
-           "seconds": seconds, "gflops": {k: case.flops / s / 1e9 for k, s in seconds.items()},
-           "mismatch": mismatched}
+           "unit": case.unit, "seconds": seconds,
+           "rate": {k: case.work / s / scale for k, s in seconds.items()}, "mismatch": mismatched}
     if case.memory:
         row["peak_extra_mib"] = {k: v / 2**20 for k, v in case.memory.items()}
     return row
 
 
 def format_table(rows, peaks):
-    """The result rows as a fixed-width text table."""
-    impls = [i for i in ("numpy", "engine", "torch") if any(i in r["gflops"] for r in rows)]
+    """The result rows as fixed-width text tables, one per suite (each has one unit)."""
+    suites = list(dict.fromkeys(r["suite"] for r in rows))
+    return "\n\n".join(_suite_table([r for r in rows if r["suite"] == s], peaks) for s in suites)
+
+
+def _suite_table(rows, peaks):
+    impls = [i for i in ("numpy", "engine", "torch") if any(i in r["rate"] for r in rows)]
+    unit = rows[0]["unit"]
+    flops = unit == "GFLOP/s"
     has_mem = any("peak_extra_mib" in r for r in rows)
-    head = ["suite", "case", "thr"] + [f"{i} GF/s" for i in impls] + ["eng/np"]
+    head = ["suite", "case", "thr"] + [f"{i} {unit}" for i in impls] + ["eng/np"]
     if "torch" in impls:
         head.append("eng/torch")
-    head.append("%peak")
+    if flops:
+        head.append("%peak")
     if has_mem:
         head += [f"{i} MiB" for i in impls]
     lines = []
     for r in rows:
-        g = r["gflops"]
+        g = r["rate"]
         cells = [r["suite"], r["case"], str(r["threads"])]
         cells += [f"{g[i]:.1f}" if i in g else "-" for i in impls]
         cells.append(f"{g['engine'] / g['numpy']:.2f}x")
         if "torch" in impls:
             cells.append(f"{g['engine'] / g['torch']:.2f}x" if "torch" in g else "-")
-        peak = peaks.get((r["dtype"], r["threads"]))
-        cells.append(f"{100 * g['engine'] / peak:.0f}%" if peak else "-")
+        if flops:
+            peak = peaks.get((r["dtype"], r["threads"]))
+            cells.append(f"{100 * g['engine'] / peak:.0f}%" if peak else "-")
         if has_mem:
             mem = r.get("peak_extra_mib", {})
             cells += [f"{mem[i]:.1f}" if i in mem else "-" for i in impls]
@@ -103,23 +114,25 @@ def write_json(path, rows, peaks, facts):
 
 
 def plot(path, rows):
-    """A grouped bar chart of GFLOP/s per case and implementation."""
+    """A grouped bar chart of each implementation's speed relative to NumPy, per case."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    impls = [i for i in ("numpy", "engine", "torch") if any(i in r["gflops"] for r in rows)]
-    labels = [f"{r['case']}\n{r['threads']}T" for r in rows]
+    impls = [i for i in ("engine", "torch") if any(i in r["rate"] for r in rows)]
+    labels = [f"{r['suite']} {r['case']}\n{r['threads']}T" for r in rows]
     width = 0.8 / len(impls)
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows) + 2), 5))
     for k, impl in enumerate(impls):
         xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(rows))]
-        ax.bar(xs, [r["gflops"].get(impl, math.nan) for r in rows], width, label=impl)
+        ax.bar(xs, [r["rate"].get(impl, math.nan) / r["rate"]["numpy"] for r in rows], width, label=impl)
+    ax.axhline(1.0, color="gray", linewidth=0.8)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("GFLOP/s (higher is better)")
-    ax.set_title("engine vs NumPy" + (" vs PyTorch" if "torch" in impls else "") + " (medians)")
+    ax.set_ylabel("speed relative to NumPy (higher is better)")
+    ax.set_yscale("log")
+    ax.set_title("engine" + (" and PyTorch" if "torch" in impls else "") + " vs NumPy (medians)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -33,7 +33,7 @@ def build_parser():
     info.set_defaults(run=_info)
 
     bench = sub.add_parser("bench", help="time the kernels against NumPy (and PyTorch if installed)")
-    bench.add_argument("--suite", default="all", choices=["gemm", "conv", "attention", "all"])
+    bench.add_argument("--suite", default="all", choices=["gemm", "conv", "attention", "train", "all"])
     bench.add_argument("--quick", action="store_true", help="a short run: fewer cases and repeats")
     bench.add_argument("--threads", type=int, default=None, help="thread count (default: 1 and all cores)")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")

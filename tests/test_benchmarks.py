@@ -1,0 +1,52 @@
+"""The benchmark runner: outputs are checked before timing, rows carry their unit, tables and
+JSON are written; and the suites' implementations agree on a small case."""
+import json
+
+import numpy as np
+import pytest
+
+from engine.benchmarks import gemm, train
+from engine.benchmarks.runner import Case, format_table, run_case, write_json
+
+
+def _case(engine_fn, unit="GFLOP/s"):
+    a = np.arange(6.0).reshape(2, 3)
+    return Case("demo", "2x3", 12.0, {"numpy": lambda: a * 2, "engine": engine_fn}, 1, unit=unit)
+
+
+def test_agreeing_implementations_are_timed_without_a_mismatch():
+    row = run_case(_case(lambda: np.arange(6.0).reshape(2, 3) * 2), rounds=1, min_time=0.0)
+    assert row["mismatch"] == []
+    assert set(row["rate"]) == {"numpy", "engine"} and all(r > 0 for r in row["rate"].values())
+
+
+def test_a_wrong_result_is_reported_as_a_mismatch():
+    row = run_case(_case(lambda: np.zeros((2, 3))), rounds=1, min_time=0.0)
+    assert row["mismatch"] == ["engine"]
+    assert "MISMATCH: engine" in format_table([row], {})
+
+
+def test_tables_name_their_unit_and_peak_only_for_flops(tmp_path):
+    same = lambda: np.arange(6.0).reshape(2, 3) * 2  # noqa: E731
+    flops = run_case(_case(same), rounds=1, min_time=0.0)
+    samples = run_case(_case(same, unit="samples/s"), rounds=1, min_time=0.0)
+    samples["suite"] = "other"
+    table = format_table([flops, samples], {("float32", 1): 100.0})
+    assert "numpy GFLOP/s" in table and "%peak" in table.split("\n\n")[0]
+    assert "engine samples/s" in table and "%peak" not in table.split("\n\n")[1]
+    write_json(tmp_path / "out.json", [flops], {("float32", 1): 100.0}, {"cpu": "test"})
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["results"][0]["unit"] == "GFLOP/s" and doc["fma_peak_gflops"][0]["gflops"] == 100.0
+
+
+def test_gemm_suite_implementations_agree():
+    case = next(gemm.cases(quick=True, thread_counts=[1]))
+    assert run_case(case, rounds=1, min_time=0.0)["mismatch"] == []
+
+
+@pytest.mark.parametrize("kind", ["mlp", "gpt"])
+def test_train_step_losses_agree_between_kernel_sets(kind):
+    vocab = 20
+    first = [train._engine_step(kind, 4, kernel_set, vocab)() for kernel_set in ("numpy", "native")]
+    np.testing.assert_allclose(first[0], first[1], rtol=1e-5)
+    assert np.isfinite(first[0])

@@ -24,7 +24,7 @@ class Case:
     rtol: float = 1e-4                   # agreement with the NumPy result required before timing
     atol: float = 1e-4
     memory: Optional[Dict[str, float]] = None  # implementation -> peak extra bytes, if measured
-    unit: str = "GFLOP/s"                # what the rate column means: "GFLOP/s" or "samples/s"
+    unit: str = "GFLOP/s"                # "GFLOP/s" (work in FLOPs) or "ms/step" (work = 1 step)
 
 
 def _agree(case, outputs):
@@ -55,6 +55,7 @@ def run_case(case, rounds, min_time):
         mismatched = _agree(case, outputs)
         del outputs
         seconds = interleaved_medians(case.impls, rounds=rounds, min_time=min_time)
+    # rate: work per second (higher is better) whatever the unit, so ratios read the same way
     scale = 1e9 if case.unit == "GFLOP/s" else 1.0
     row = {"suite": case.suite, "case": case.name, "dtype": case.dtype, "threads": case.nthreads,
            "unit": case.unit, "seconds": seconds,
@@ -74,7 +75,9 @@ def _suite_table(rows, peaks):
     impls = [i for i in ("numpy", "engine", "torch") if any(i in r["rate"] for r in rows)]
     unit = rows[0]["unit"]
     flops = unit == "GFLOP/s"
+    shown = (lambda rate: rate) if flops else (lambda rate: 1e3 / rate)  # noqa: E731  (ms per step)
     has_mem = any("peak_extra_mib" in r for r in rows)
+    # eng/np and eng/torch are speed-ups: how many times faster engine is
     head = ["suite", "case", "thr"] + [f"{i} {unit}" for i in impls] + ["eng/np"]
     if "torch" in impls:
         head.append("eng/torch")
@@ -86,7 +89,7 @@ def _suite_table(rows, peaks):
     for r in rows:
         g = r["rate"]
         cells = [r["suite"], r["case"], str(r["threads"])]
-        cells += [f"{g[i]:.1f}" if i in g else "-" for i in impls]
+        cells += [f"{shown(g[i]):.1f}" if i in g else "-" for i in impls]
         cells.append(f"{g['engine'] / g['numpy']:.2f}x")
         if "torch" in impls:
             cells.append(f"{g['engine'] / g['torch']:.2f}x" if "torch" in g else "-")

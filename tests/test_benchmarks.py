@@ -29,11 +29,11 @@ def test_a_wrong_result_is_reported_as_a_mismatch():
 def test_tables_name_their_unit_and_peak_only_for_flops(tmp_path):
     same = lambda: np.arange(6.0).reshape(2, 3) * 2  # noqa: E731
     flops = run_case(_case(same), rounds=1, min_time=0.0)
-    samples = run_case(_case(same, unit="samples/s"), rounds=1, min_time=0.0)
+    samples = run_case(_case(same, unit="ms/step"), rounds=1, min_time=0.0)
     samples["suite"] = "other"
     table = format_table([flops, samples], {("float32", 1): 100.0})
     assert "numpy GFLOP/s" in table and "%peak" in table.split("\n\n")[0]
-    assert "engine samples/s" in table and "%peak" not in table.split("\n\n")[1]
+    assert "engine ms/step" in table and "%peak" not in table.split("\n\n")[1]
     write_json(tmp_path / "out.json", [flops], {("float32", 1): 100.0}, {"cpu": "test"})
     doc = json.loads((tmp_path / "out.json").read_text())
     assert doc["results"][0]["unit"] == "GFLOP/s" and doc["fma_peak_gflops"][0]["gflops"] == 100.0

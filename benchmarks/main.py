@@ -18,7 +18,12 @@ def fma_peaks(dtypes, thread_counts):
 
 def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, out=print):
     import engine
-    from engine.info import collect
+    from engine.info import collect, source_tree_hint
+
+    try:
+        from engine import _C  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"engine bench needs the native modules ({e}). " + (source_tree_hint() or "")) from None
 
     if plot_path:
         try:

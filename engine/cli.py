@@ -13,7 +13,10 @@ def _bench(args):
     try:
         from engine.benchmarks.main import run
     except ImportError as e:
+        from engine.info import source_tree_hint
+
         print(f"the benchmark suites are not installed with this copy of engine ({e})")
+        print(source_tree_hint() or "reinstall engine with: pip install .")
         return 1
     run(args.suite, quick=args.quick, threads=args.threads, json_path=args.json, plot_path=args.plot)
     return 0

@@ -1,5 +1,6 @@
 """What this install of engine has: native modules, threads, CPU features, CUDA, kernels."""
 import importlib
+import pathlib
 import platform
 
 import numpy as np
@@ -13,6 +14,17 @@ def _module_status(name):
         return "loaded"
     except ImportError as e:
         return f"missing ({e})"
+
+
+def source_tree_hint():
+    """A line explaining missing native modules when engine was imported from an unbuilt source
+    tree (python -m puts the current directory first on sys.path), else None."""
+    root = pathlib.Path(engine.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").exists() and "missing" in _module_status("_C"):
+        return (f"note: this engine was imported from the source tree {root}, which has no compiled "
+                "modules; run from another directory, or use the `engine` command, to use the "
+                "installed package")
+    return None
 
 
 def collect():
@@ -54,6 +66,9 @@ def report():
         f"CPU backend: {f['backend']}  (choose with ENGINE_BACKEND=numpy|native)",
         "kernels:",
     ]
+    hint = source_tree_hint()
+    if hint:
+        lines.insert(2, hint)
     for op, impl in engine.backend.describe().items():
         lines.append(f"  {op:<24} {impl}")
     return "\n".join(lines)

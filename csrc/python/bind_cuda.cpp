@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 
 #include "cuda/elementwise.cuh"
+#include "cuda/math_mode.h"
+#include "python/bindings_cuda.h"
 #include "python/cuda_array.h"
 
 namespace py = pybind11;
@@ -46,6 +48,11 @@ static void add(const py::object& out, const py::object& a, const py::object& b,
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "engine CUDA kernels";
   m.def("device_count", &device_count, "Number of CUDA devices visible (0 without a driver).");
+  m.def("tensor_cores_supported", &engine::cuda::tensor_cores_supported,
+        "Whether the current device runs the tf32/bf16 precisions on tensor cores (sm_80+); "
+        "elsewhere they run as 'highest'.");
   m.def("add", &add, py::arg("out"), py::arg("a"), py::arg("b"), py::arg("alpha") = 1.0,
         py::arg("stream") = 0, "out = a + alpha * b on GPU arrays of one shape and dtype.");
+  engine::bind_cuda_gemm(m);
+  engine::bind_cuda_conv(m);
 }

@@ -10,6 +10,13 @@ def _info(args):
 
 
 def _bench(args):
+    if args.device == "cuda":
+        import engine
+
+        why = engine.cuda.unavailable_reason()
+        if why is not None:
+            print(f"engine bench --device cuda: CUDA is not available: {why}")
+            return 1
     try:
         from engine.benchmarks.main import run
     except ImportError as e:
@@ -18,7 +25,8 @@ def _bench(args):
         print(f"the benchmark suites are not installed with this copy of engine ({e})")
         print(source_tree_hint() or "reinstall engine with: pip install .")
         return 1
-    run(args.suite, quick=args.quick, threads=args.threads, json_path=args.json, plot_path=args.plot)
+    run(args.suite, quick=args.quick, threads=args.threads, json_path=args.json, plot_path=args.plot,
+        device=args.device)
     return 0
 
 
@@ -39,6 +47,9 @@ def build_parser():
     bench.add_argument("--suite", default="all", choices=["gemm", "conv", "attention", "train", "all"])
     bench.add_argument("--quick", action="store_true", help="a short run: fewer cases and repeats")
     bench.add_argument("--threads", type=int, default=None, help="thread count (default: 1 and all cores)")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                       help="cpu: the native kernels vs NumPy and PyTorch; cuda: the GPU kernels vs "
+                            "cuBLAS/cuDNN (CuPy, PyTorch) and NumPy (suites gemm and conv)")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="draw a bar chart (PNG) with matplotlib")
     bench.set_defaults(run=_bench)

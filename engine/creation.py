@@ -134,16 +134,25 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
+# DLPack device types (dlpack.h): where a producer's memory lives
+_DL_CPU, _DL_CUDA, _DL_CUDA_HOST, _DL_CUDA_MANAGED = 1, 2, 3, 13
+
+
 def from_dlpack(obj):
-    """A tensor sharing memory with any DLPack producer (NumPy, CuPy, PyTorch)."""
+    """A tensor sharing memory with any DLPack producer (NumPy, CuPy, PyTorch, JAX): on the CPU
+    for host memory, on the GPU (through CuPy) for CUDA memory. No copy either way."""
     if isinstance(obj, Tensor):
         return obj
-    try:
+    device_type = obj.__dlpack_device__()[0] if hasattr(obj, "__dlpack_device__") else None
+    if device_type == _DL_CPU:
         return Tensor._wrap(np.from_dlpack(obj))
-    except (RuntimeError, BufferError, TypeError):
+    if device_type in (_DL_CUDA, _DL_CUDA_MANAGED, None):
+        # None: a bare DLPack capsule (the legacy protocol) that only CuPy still accepts
         from engine.device import require_cupy
 
         return Tensor._wrap(require_cupy().from_dlpack(obj))
+    raise TypeError(f"from_dlpack: memory of DLPack device type {device_type} is neither host nor CUDA "
+                    "device memory; engine tensors live on the CPU or a CUDA GPU")
 
 
 def _triangle(t, keep):

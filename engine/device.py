@@ -57,12 +57,18 @@ def move(array, dev):
     if dev.type == "cpu":
         return array.get() if is_gpu_array(array) else array
     cp = require_cupy()
+    count = cp.cuda.runtime.getDeviceCount()
+    if dev.index >= count:
+        raise RuntimeError(f"device {dev} does not exist: {count} CUDA device{'s' if count != 1 else ''} visible")
+    if is_gpu_array(array) and array.device.id == dev.index:
+        return array
     with cp.cuda.Device(dev.index):
         return cp.asarray(array)
 
 
 def require_cupy():
-    cp = cupy()
-    if cp is None:
-        raise RuntimeError("CUDA is not available: CuPy is not installed (pip install engine[cuda])")
-    return cp
+    """The cupy module, or RuntimeError("CUDA is not available: <why>") when GPUs cannot be used."""
+    from engine import cuda
+
+    cuda.require_available()
+    return cupy()

@@ -42,6 +42,8 @@ def collect():
         "cuda_built": engine.cuda.is_built(),
         "cuda_available": engine.cuda.is_available(),
         "cuda_devices": engine.cuda.device_count(),
+        "cuda_unavailable_reason": engine.cuda.unavailable_reason(),
+        "cuda_matmul_precision": engine.cuda.get_matmul_precision(),
     }
     try:
         from engine import _C
@@ -62,7 +64,9 @@ def report():
         f"OpenMP: {'enabled' if f['openmp'] else 'disabled'}, {f['openmp_threads']} threads",
         f"CPU AVX2+FMA: {'yes' if f['cpu_avx2_fma'] else 'no'}",
         f"CUDA: module {'built' if f['cuda_built'] else 'not built'}, "
-        f"{'available' if f['cuda_available'] else 'not available'} ({f['cuda_devices']} devices)",
+        f"{'available' if f['cuda_available'] else 'not available'} ({f['cuda_devices']} devices)"
+        + (f"; {f['cuda_unavailable_reason']}" if f["cuda_unavailable_reason"] else
+           f"; matmul precision {f['cuda_matmul_precision']}"),
         f"CPU backend: {f['backend']}  (choose with ENGINE_BACKEND=numpy|native)",
         "kernels:",
     ]

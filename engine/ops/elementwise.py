@@ -8,7 +8,7 @@ import numpy as np
 from engine import dtypes
 from engine._array import array_module
 from engine.autograd import Function
-from engine.ops._util import as_tensor, kernels, result_dtype, tensor_cls, unbroadcast
+from engine.ops._util import as_tensor, check_same_device, kernels, result_dtype, tensor_cls, unbroadcast
 
 
 # ---- binary arithmetic --------------------------------------------------------------------
@@ -405,6 +405,7 @@ def _compare(op):
         if not isinstance(a, Tensor):
             a = as_tensor(a, b)
         b = as_tensor(b, a)
+        check_same_device(a, b)
         return Tensor._wrap(op(a.data, b.data))
 
     compare.__name__ = op.__name__

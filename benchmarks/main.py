@@ -16,9 +16,17 @@ def fma_peaks(dtypes, thread_counts):
     return {(d, t): _C.fma_peak_gflops(d, t) for d in dtypes for t in thread_counts}
 
 
-def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, out=print):
+def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, out=print, device="cpu"):
     import engine
     from engine.info import collect, source_tree_hint
+
+    if device == "cuda":
+        engine.cuda.require_available("engine bench --device cuda: CUDA")
+        if plot_path:
+            out("--plot draws the CPU suites only; no plot for --device cuda")
+        from . import gpu
+
+        return gpu.run(suite, quick=quick, json_path=json_path, out=out)
 
     try:
         from engine import _C  # noqa: F401

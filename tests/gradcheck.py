@@ -30,7 +30,7 @@ def gradcheck(fn, *inputs, eps=GRADCHECK_EPS, atol=GRADCHECK_ATOL, rtol=GRADCHEC
             t.grad = None
     total = None
     for o, w in zip(outputs(), weights):
-        term = (o * engine.tensor(w, dtype=o.dtype)).sum()
+        term = (o * engine.tensor(w, dtype=o.dtype, device=o.device)).sum()
         total = term if total is None else total + term
     total.backward()
 

@@ -1,0 +1,240 @@
+// Direct AVX2+FMA conv2d for stride 1 (any padding, dilation and groups): no column panel at all.
+// The image is copied once into a zero-padded plane of width Wp = W + 2·pw; an output position
+// (oh, ow) is then the "extended" position e = oh·Wp + ow, and tap (c, i, j) reads the padded
+// image at e + off[c, i, j] with off = c·Hp·Wp + i·dh·Wp + j·dw. So the input values a tile of
+// consecutive extended positions needs for one tap are consecutive in memory: the register tile
+// loads them as whole vectors straight from the padded image. Extended positions with
+// ow ≥ OW (the Wp − OW columns past each output row) are computed and dropped on store.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/workspace.h"
+#include "cpu/conv2d.h"
+#include "cpu/parallel_items.h"
+
+namespace engine::cpu::detail {
+namespace {
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int kLanes = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  // Lanes [lo, hi) set.
+  static __m256i mask(int lo, int hi) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), lane),
+                               _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+  }
+  static void store_masked(float* p, __m256i m, R v) { _mm256_maskstore_ps(p, m, v); }
+};
+
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int kLanes = 4;
+  static R zero() { return _mm256_setzero_pd(); }
+  static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static R load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static __m256i mask(int lo, int hi) {
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(lo), lane),
+                               _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi), lane));
+  }
+  static void store_masked(double* p, __m256i m, R v) { _mm256_maskstore_pd(p, m, v); }
+};
+
+// The register tile: kMR output channels × kNV vectors of extended positions; 12 accumulators,
+// kNV input vectors and one broadcast weight fit the 16 ymm registers. Four channels divide the
+// usual channel counts (32, 64, 128), so no tile is partly empty along O.
+constexpr int kMR = 4, kNV = 3;
+
+// Lanes [lo, hi) of one vector of a tile go to the output plane at dest − lo + lane.
+struct Piece {
+  int32_t lo, hi;
+  int64_t dest;
+};
+
+template <typename T>
+struct Plan {
+  int64_t hp, wp, nr, tiles, ob, image;  // padded plane, tile width, tiles, channel blocks, image
+  std::vector<int64_t> off;              // K tap offsets into the padded image of one group
+  std::vector<T> wpack;                  // [g][ob][k][r]: weight[g·Og + ob·kMR + r, k], 0 past Og
+  std::vector<T> bpack;                  // [g][ob][r]: bias, 0 past Og (or all 0)
+  std::vector<Piece> pieces;             // for tile t, vector v: [first[t·kNV + v], first[.. + 1])
+  std::vector<int32_t> first;
+};
+
+template <typename T>
+Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
+  constexpr int L = Vec<T>::kLanes;
+  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps();
+  Plan<T> p;
+  p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw, p.nr = kNV * L;
+  const int64_t extended = (s.oh - 1) * p.wp + s.ow;  // up to the last output position
+  p.tiles = (extended + p.nr - 1) / p.nr;
+  p.ob = (Og + kMR - 1) / kMR;
+  // The last tile reads up to nr − 1 positions past the last output: zero slack after the image.
+  const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
+  p.image = std::max(Cg * p.hp * p.wp, last_tap + p.tiles * p.nr);
+  p.off.resize(size_t(K));
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
+  p.wpack.assign(size_t(G * p.ob * K * kMR), T(0));
+  p.bpack.assign(size_t(G * p.ob * kMR), T(0));
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t o = 0; o < Og; ++o) {
+      T* dst = p.wpack.data() + ((g * p.ob + o / kMR) * K) * kMR + o % kMR;
+      const T* src = weight + (g * Og + o) * K;
+      for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
+      if (bias) p.bpack[size_t((g * p.ob + o / kMR) * kMR + o % kMR)] = bias[g * Og + o];
+    }
+  // Where each lane of each tile goes: runs of lanes that land on consecutive outputs.
+  p.first.reserve(size_t(p.tiles * kNV + 1));
+  for (int64_t t = 0; t < p.tiles; ++t)
+    for (int v = 0; v < kNV; ++v) {
+      p.first.push_back(int32_t(p.pieces.size()));
+      for (int q = 0; q < L; ++q) {
+        const int64_t e = t * p.nr + v * L + q, oh = e / p.wp, ow = e % p.wp;
+        if (oh >= s.oh || ow >= s.ow) continue;
+        const int64_t dest = oh * s.ow + ow;
+        if (int64_t(p.pieces.size()) > p.first.back()) {  // extend this vector's last run
+          Piece& last = p.pieces.back();
+          if (last.hi == q && last.dest + (q - last.lo) == dest) {
+            last.hi = q + 1;
+            continue;
+          }
+        }
+        p.pieces.push_back({q, q + 1, dest});
+      }
+    }
+  p.first.push_back(int32_t(p.pieces.size()));
+  return p;
+}
+
+// The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack.
+template <typename T>
+void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
+  const int64_t Cg = s.cg();
+  T* out = xp;
+  for (int64_t c = 0; c < Cg; ++c) {
+    std::fill(out, out + s.ph * p.wp, T(0));
+    out += s.ph * p.wp;
+    for (int64_t h = 0; h < s.h; ++h, out += p.wp) {
+      std::fill(out, out + s.pw, T(0));
+      std::memcpy(out + s.pw, x + (c * s.h + h) * s.w, sizeof(T) * s.w);
+      std::fill(out + s.pw + s.w, out + p.wp, T(0));
+    }
+    std::fill(out, out + s.ph * p.wp, T(0));
+    out += s.ph * p.wp;
+  }
+  std::fill(out, xp + p.image, T(0));
+}
+
+// One tile: y rows ob·kMR.. of the group, extended positions [t·nr, t·nr + nr).
+template <typename T>
+inline void tile(T* yg, const T* xt, const Plan<T>& p, const T* w, const T* b, int64_t K,
+                 int64_t rows, int64_t L, int64_t t) {
+  using V = Vec<T>;
+  using R = typename V::R;
+  constexpr int NL = V::kLanes;
+  R acc[kMR][kNV];
+#pragma GCC unroll 4
+  for (int r = 0; r < kMR; ++r) {
+    const R br = V::bcast(b + r);
+#pragma GCC unroll 3
+    for (int v = 0; v < kNV; ++v) acc[r][v] = br;
+  }
+  const int64_t* off = p.off.data();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    const T* xk = xt + off[k];
+    R xv[kNV];
+#pragma GCC unroll 3
+    for (int v = 0; v < kNV; ++v) xv[v] = V::load(xk + v * NL);
+#pragma GCC unroll 4
+    for (int r = 0; r < kMR; ++r) {
+      const R wr = V::bcast(w + k * kMR + r);
+#pragma GCC unroll 3
+      for (int v = 0; v < kNV; ++v) acc[r][v] = V::fma(wr, xv[v], acc[r][v]);
+    }
+  }
+  for (int v = 0; v < kNV; ++v) {
+    const Piece* pc = p.pieces.data() + p.first[size_t(t * kNV + v)];
+    const Piece* end = p.pieces.data() + p.first[size_t(t * kNV + v + 1)];
+    if (end - pc == 1 && pc->lo == 0 && pc->hi == NL) {
+      for (int r = 0; r < kMR; ++r)
+        if (r < rows) V::store(yg + r * L + pc->dest, acc[r][v]);
+      continue;
+    }
+    for (; pc < end; ++pc) {
+      const __m256i m = V::mask(pc->lo, pc->hi);
+      for (int r = 0; r < kMR; ++r)
+        if (r < rows) V::store_masked(yg + r * L + pc->dest - pc->lo, m, acc[r][v]);
+    }
+  }
+}
+
+// Tiles [t0, t1) of one image-group, every output channel of the group.
+template <typename T>
+void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
+           int64_t t1) {
+  const int64_t K = s.taps(), Og = s.og(), L = s.plane();
+  for (int64_t t = t0; t < t1; ++t)
+    for (int64_t ob = 0; ob < p.ob; ++ob)
+      tile(yg + ob * kMR * L, xp + t * p.nr, p, p.wpack.data() + (g * p.ob + ob) * K * kMR,
+           p.bpack.data() + (g * p.ob + ob) * kMR, K, std::min<int64_t>(kMR, Og - ob * kMR), L, t);
+}
+
+thread_local Workspace t_image;
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
+                                const ConvShape& s) {
+  const Plan<T> p = make_plan(weight, bias, s);
+  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), L = s.plane(), ng = s.n * G;
+  const double tile_macs = double(Og) * s.taps() * p.nr;
+  const int nt = team_for(ng * p.tiles, tile_macs);
+  auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
+  auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };
+  if (ng >= nt) {  // whole image-groups per thread
+    run_items(nt, ng, [&](int64_t it, int) {
+      T* xp = t_image.get<T>(size_t(p.image));
+      pad_image(xp, image(it), s, p);
+      tiles(out(it), xp, p, s, it % G, 0, p.tiles);
+    });
+    return;
+  }
+  // Fewer image-groups than threads: the team shares the tiles of each one.
+  T* xp = t_image.get<T>(size_t(p.image));
+  for (int64_t it = 0; it < ng; ++it) {
+    pad_image(xp, image(it), s, p);
+    const int64_t chunk = std::max<int64_t>(1, p.tiles / (4 * nt));
+    const int64_t chunks = (p.tiles + chunk - 1) / chunk;
+    run_items(std::min<int64_t>(nt, chunks), chunks, [&](int64_t c, int) {
+      tiles(out(it), xp, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
+    });
+  }
+}
+
+template void conv2d_forward_direct_avx2<float>(float*, const float*, const float*, const float*,
+                                                const ConvShape&);
+template void conv2d_forward_direct_avx2<double>(double*, const double*, const double*,
+                                                 const double*, const ConvShape&);
+
+}  // namespace engine::cpu::detail

@@ -172,16 +172,21 @@ inline void tile(T* yg, const T* xt, const Plan<T>& p, const T* w, const T* b, i
       for (int v = 0; v < kNV; ++v) acc[r][v] = V::fma(wr, xv[v], acc[r][v]);
     }
   }
+  // NOTE: every loop touching acc is unrolled so its indices are constants; a runtime index
+  // would make the compiler keep acc in memory and store it on every step of the K loop.
+#pragma GCC unroll 3
   for (int v = 0; v < kNV; ++v) {
     const Piece* pc = p.pieces.data() + p.first[size_t(t * kNV + v)];
     const Piece* end = p.pieces.data() + p.first[size_t(t * kNV + v + 1)];
     if (end - pc == 1 && pc->lo == 0 && pc->hi == NL) {
+#pragma GCC unroll 4
       for (int r = 0; r < kMR; ++r)
         if (r < rows) V::store(yg + r * L + pc->dest, acc[r][v]);
       continue;
     }
     for (; pc < end; ++pc) {
       const __m256i m = V::mask(pc->lo, pc->hi);
+#pragma GCC unroll 4
       for (int r = 0; r < kMR; ++r)
         if (r < rows) V::store_masked(yg + r * L + pc->dest - pc->lo, m, acc[r][v]);
     }

@@ -37,6 +37,7 @@ struct Vec<float> {
                                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
   }
   static void store_masked(float* p, __m256i m, R v) { _mm256_maskstore_ps(p, m, v); }
+  static R permute(R v, __m256i idx32) { return _mm256_permutevar8x32_ps(v, idx32); }
 };
 
 template <>
@@ -54,6 +55,9 @@ struct Vec<double> {
                                _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi), lane));
   }
   static void store_masked(double* p, __m256i m, R v) { _mm256_maskstore_pd(p, m, v); }
+  static R permute(R v, __m256i idx32) {  // idx32 moves both 32-bit halves of each double
+    return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx32));
+  }
 };
 
 // The register tile: kMR output channels × kNV vectors of extended positions; 12 accumulators,
@@ -61,7 +65,19 @@ struct Vec<double> {
 // usual channel counts (32, 64, 128), so no tile is partly empty along O.
 constexpr int kMR = 4, kNV = 3;
 
-// Lanes [lo, hi) of one vector of a tile go to the output plane at dest − lo + lane.
+// Where one vector of a tile goes. Its valid lanes (ow < OW) land on `count` consecutive outputs
+// starting at `base`: moved to the front by the permutation `idx` (32-bit lanes), the vector is
+// stored whole, and its last NL − count lanes spill garbage onto outputs a later store of the same
+// thread overwrites. Where that is not so (the end of a plane or of a thread's share), the lanes
+// go out through masked stores of the runs in `pieces` instead.
+struct VecStore {
+  int64_t base;
+  int32_t count;
+  bool identity;  // all lanes valid, in order: no permutation
+  alignas(32) int32_t idx[8];
+};
+
+// Lanes [lo, hi) of a vector go to the output plane at dest − lo + lane.
 struct Piece {
   int32_t lo, hi;
   int64_t dest;
@@ -73,8 +89,10 @@ struct Plan {
   std::vector<int64_t> off;              // K tap offsets into the padded image of one group
   std::vector<T> wpack;                  // [g][ob][k][r]: weight[g·Og + ob·kMR + r, k], 0 past Og
   std::vector<T> bpack;                  // [g][ob][r]: bias, 0 past Og (or all 0)
+  std::vector<VecStore> stores;          // [t·kNV + v]
   std::vector<Piece> pieces;             // for tile t, vector v: [first[t·kNV + v], first[.. + 1])
   std::vector<int32_t> first;
+  std::vector<int64_t> tile_base;        // first output of each tile (and L at the end)
 };
 
 template <typename T>
@@ -102,15 +120,23 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
       for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
       if (bias) p.bpack[size_t((g * p.ob + o / kMR) * kMR + o % kMR)] = bias[g * Og + o];
     }
-  // Where each lane of each tile goes: runs of lanes that land on consecutive outputs.
+  // Where each lane of each tile goes.
+  constexpr int kLanes32 = 8 / L;  // 32-bit lanes per element
   p.first.reserve(size_t(p.tiles * kNV + 1));
+  p.stores.resize(size_t(p.tiles * kNV));
+  p.tile_base.assign(size_t(p.tiles + 1), s.plane());
   for (int64_t t = 0; t < p.tiles; ++t)
     for (int v = 0; v < kNV; ++v) {
       p.first.push_back(int32_t(p.pieces.size()));
+      VecStore& vs = p.stores[size_t(t * kNV + v)];
+      vs.base = -1, vs.count = 0;
       for (int q = 0; q < L; ++q) {
         const int64_t e = t * p.nr + v * L + q, oh = e / p.wp, ow = e % p.wp;
         if (oh >= s.oh || ow >= s.ow) continue;
         const int64_t dest = oh * s.ow + ow;
+        if (vs.base < 0) vs.base = dest;
+        for (int h = 0; h < kLanes32; ++h) vs.idx[vs.count * kLanes32 + h] = q * kLanes32 + h;
+        ++vs.count;
         if (int64_t(p.pieces.size()) > p.first.back()) {  // extend this vector's last run
           Piece& last = p.pieces.back();
           if (last.hi == q && last.dest + (q - last.lo) == dest) {
@@ -120,7 +146,16 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
         }
         p.pieces.push_back({q, q + 1, dest});
       }
+      for (int k = vs.count * kLanes32; k < 8; ++k) vs.idx[k] = k;
+      vs.identity = vs.count == L && p.pieces.back().lo == 0 && p.pieces.back().hi == L;
     }
+  for (int64_t t = p.tiles - 1; t >= 0; --t)  // the first output a tile writes, or the next one's
+    for (int v = kNV - 1; v >= 0; --v) {
+      const VecStore& vs = p.stores[size_t(t * kNV + v)];
+      if (vs.count) p.tile_base[size_t(t)] = vs.base;
+    }
+  for (int64_t t = p.tiles - 1; t >= 0; --t)
+    p.tile_base[size_t(t)] = std::min(p.tile_base[size_t(t)], p.tile_base[size_t(t + 1)]);
   p.first.push_back(int32_t(p.pieces.size()));
   return p;
 }
@@ -147,7 +182,7 @@ void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
 // One tile: y rows ob·kMR.. of the group, extended positions [t·nr, t·nr + nr).
 template <typename T>
 inline void tile(T* yg, const T* xt, const Plan<T>& p, const T* w, const T* b, int64_t K,
-                 int64_t rows, int64_t L, int64_t t) {
+                 int64_t rows, int64_t L, int64_t t, int64_t limit) {
   using V = Vec<T>;
   using R = typename V::R;
   constexpr int NL = V::kLanes;
@@ -176,32 +211,49 @@ inline void tile(T* yg, const T* xt, const Plan<T>& p, const T* w, const T* b, i
   // would make the compiler keep acc in memory and store it on every step of the K loop.
 #pragma GCC unroll 3
   for (int v = 0; v < kNV; ++v) {
-    const Piece* pc = p.pieces.data() + p.first[size_t(t * kNV + v)];
-    const Piece* end = p.pieces.data() + p.first[size_t(t * kNV + v + 1)];
-    if (end - pc == 1 && pc->lo == 0 && pc->hi == NL) {
+    const VecStore& vs = p.stores[size_t(t * kNV + v)];
+    if (vs.count == 0) continue;
+    if (vs.identity) {
 #pragma GCC unroll 4
       for (int r = 0; r < kMR; ++r)
-        if (r < rows) V::store(yg + r * L + pc->dest, acc[r][v]);
-      continue;
-    }
-    for (; pc < end; ++pc) {
-      const __m256i m = V::mask(pc->lo, pc->hi);
+        if (r < rows) V::store(yg + r * L + vs.base, acc[r][v]);
+    } else if (vs.base + NL <= limit) {
+      const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(vs.idx));
 #pragma GCC unroll 4
       for (int r = 0; r < kMR; ++r)
-        if (r < rows) V::store_masked(yg + r * L + pc->dest - pc->lo, m, acc[r][v]);
+        if (r < rows) V::store(yg + r * L + vs.base, V::permute(acc[r][v], idx));
+    } else {
+      const Piece* pc = p.pieces.data() + p.first[size_t(t * kNV + v)];
+      const Piece* end = p.pieces.data() + p.first[size_t(t * kNV + v + 1)];
+      for (; pc < end; ++pc) {
+        const __m256i m = V::mask(pc->lo, pc->hi);
+#pragma GCC unroll 4
+        for (int r = 0; r < kMR; ++r)
+          if (r < rows) V::store_masked(yg + r * L + pc->dest - pc->lo, m, acc[r][v]);
+      }
     }
   }
 }
 
-// Tiles [t0, t1) of one image-group, every output channel of the group.
+// Tiles [t0, t1) of one image-group, every output channel of the group. Each output row is
+// written in increasing order (so a whole-vector store's spill is overwritten by a later store,
+// and never reaches past t1's outputs). Tiles go in chunks whose input rows stay in L2 while
+// every channel block passes over them; a block's weights stay in L1 across the chunk, and its
+// kMR output rows are written as a few sequential streams.
 template <typename T>
 void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
            int64_t t1) {
-  const int64_t K = s.taps(), Og = s.og(), L = s.plane();
-  for (int64_t t = t0; t < t1; ++t)
+  const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = p.tile_base[size_t(t1)];
+  // ~64 KiB of input per chunk: Cg channels × (chunk / Wp + KH·dh) rows of Wp values.
+  const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 10) / int64_t(sizeof(T)) /
+                                                 std::max<int64_t>(1, s.cg() * p.wp));
+  const int64_t chunk = std::max<int64_t>(1, std::max<int64_t>(rows - s.kh * s.dh, 1) * p.wp / p.nr);
+  for (int64_t c0 = t0; c0 < t1; c0 += chunk)
     for (int64_t ob = 0; ob < p.ob; ++ob)
-      tile(yg + ob * kMR * L, xp + t * p.nr, p, p.wpack.data() + (g * p.ob + ob) * K * kMR,
-           p.bpack.data() + (g * p.ob + ob) * kMR, K, std::min<int64_t>(kMR, Og - ob * kMR), L, t);
+      for (int64_t t = c0; t < std::min(t1, c0 + chunk); ++t)
+        tile(yg + ob * kMR * L, xp + t * p.nr, p, p.wpack.data() + (g * p.ob + ob) * K * kMR,
+             p.bpack.data() + (g * p.ob + ob) * kMR, K, std::min<int64_t>(kMR, Og - ob * kMR), L, t,
+             limit);
 }
 
 thread_local Workspace t_image;

@@ -248,6 +248,8 @@ void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s) 
 
 template <typename T>
 void conv2d_grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  if (s.sh == 1 && s.sw == 1 && use_direct() && s.plane() > 0)
+    return detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
   grad_weight_panels(dweight, dy, x, s);
 }
 

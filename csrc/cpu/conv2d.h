@@ -56,5 +56,7 @@ namespace detail {
 template <typename T>
 void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
                                 const ConvShape& s);
+template <typename T>
+void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s);
 }  // namespace detail
 }  // namespace engine::cpu

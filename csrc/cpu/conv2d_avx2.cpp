@@ -95,6 +95,8 @@ struct Plan {
   std::vector<int64_t> tile_base;        // first output of each tile (and L at the end)
 };
 
+// The geometry of the padded image; with a weight (the forward) also the packed weights and the
+// store tables.
 template <typename T>
 Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
   constexpr int L = Vec<T>::kLanes;
@@ -111,6 +113,7 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
+  if (!weight) return p;
   p.wpack.assign(size_t(G * p.ob * K * kMR), T(0));
   p.bpack.assign(size_t(G * p.ob * kMR), T(0));
   for (int64_t g = 0; g < G; ++g)
@@ -256,9 +259,123 @@ void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, 
              limit);
 }
 
-thread_local Workspace t_image;
+// ---- Gradient w.r.t. the weight -------------------------------------------------------------
+// dweight[o, k] = Σ_n Σ_e dyx[n, o, e]·xpad[n, off[k] + e]: dy laid out on the extended positions
+// (zero on the Wp − OW columns past each row, so those positions add nothing) against the same
+// shifted views of the padded image the forward reads. A register tile holds kGO output channels ×
+// kGK taps of NL-lane partial sums over a run of positions, folded into dweight at the end of the
+// run in a fixed order; so every element's sum depends on the shape alone, not on the threads.
+constexpr int kGO = 4, kGK = 3;
+
+template <typename T>
+T hsum(typename Vec<T>::R v);
+template <>
+float hsum<float>(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+template <>
+double hsum<double>(__m256d v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+// dy of one image-group on the extended positions: (Og, E) with E a multiple of NL.
+template <typename T>
+void extend_dy(T* dyx, const T* dy, const ConvShape& s, int64_t wp, int64_t e_len) {
+  for (int64_t o = 0; o < s.og(); ++o) {
+    T* row = dyx + o * e_len;
+    for (int64_t oh = 0; oh < s.oh; ++oh) {
+      std::memcpy(row + oh * wp, dy + (o * s.oh + oh) * s.ow, sizeof(T) * s.ow);
+      if (oh + 1 < s.oh) std::fill(row + oh * wp + s.ow, row + (oh + 1) * wp, T(0));
+    }
+    std::fill(row + (s.oh - 1) * wp + s.ow, row + e_len, T(0));
+  }
+}
+
+// dweight rows [o0, o0 + kGO) (rows ≥ orows are skipped) × taps [k0, k0 + kGK) (≥ krows skipped)
+// += Σ over positions [e0, e1) of one image.
+template <typename T>
+inline void weight_tile(T* dw, int64_t ldw, const T* dyx, int64_t e_len, const T* xp,
+                        const int64_t* off, int64_t orows, int64_t krows, int64_t e0, int64_t e1) {
+  using V = Vec<T>;
+  using R = typename V::R;
+  constexpr int NL = V::kLanes;
+  R acc[kGO][kGK];
+#pragma GCC unroll 4
+  for (int a = 0; a < kGO; ++a)
+#pragma GCC unroll 3
+    for (int b = 0; b < kGK; ++b) acc[a][b] = V::zero();
+  const T* xk[kGK];
+  const T* dyo[kGO];
+#pragma GCC unroll 3
+  for (int b = 0; b < kGK; ++b) xk[b] = xp + off[std::min<int64_t>(b, krows - 1)];
+#pragma GCC unroll 4
+  for (int a = 0; a < kGO; ++a) dyo[a] = dyx + std::min<int64_t>(a, orows - 1) * e_len;
+  for (int64_t e = e0; e < e1; e += NL) {
+    R xv[kGK];
+#pragma GCC unroll 3
+    for (int b = 0; b < kGK; ++b) xv[b] = V::load(xk[b] + e);
+#pragma GCC unroll 4
+    for (int a = 0; a < kGO; ++a) {
+      const R d = V::load(dyo[a] + e);
+#pragma GCC unroll 3
+      for (int b = 0; b < kGK; ++b) acc[a][b] = V::fma(d, xv[b], acc[a][b]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int a = 0; a < kGO; ++a)
+#pragma GCC unroll 3
+    for (int b = 0; b < kGK; ++b)
+      if (a < orows && b < krows) dw[a * ldw + b] += hsum<T>(acc[a][b]);
+}
+
+thread_local Workspace t_image, t_dy;
 
 }  // namespace
+
+template <typename T>
+void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  constexpr int NL = Vec<T>::kLanes;
+  const Plan<T> p = make_plan<T>(nullptr, nullptr, s);
+  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
+  std::fill(dweight, dweight + s.o * K, T(0));
+  if (s.n == 0 || K == 0 || Og == 0) return;
+  const int64_t e_len = ((s.oh - 1) * p.wp + s.ow + NL - 1) / NL * NL;
+  const int64_t oblocks = (Og + kGO - 1) / kGO, kblocks = (K + kGK - 1) / kGK;
+  // Owners of disjoint blocks of dweight: split the taps when there are enough, else the output
+  // channels. The split is by the machine's thread count but changes no result bit.
+  const int64_t want = std::max<int64_t>(1, (max_threads() + G - 1) / G);
+  const int64_t ksplit = kblocks >= 2 * want ? want : 1;
+  const int64_t osplit = ksplit > 1 ? 1 : std::min(oblocks, want);
+  const int64_t items = G * ksplit * osplit;
+  // Positions per run: the input rows a run reads (Cg channels × its rows) stay in L2 while the
+  // channel and tap blocks pass over them.
+  const int64_t run = std::max<int64_t>(NL, ((int64_t{128} << 10) / int64_t(sizeof(T)) /
+                                             std::max<int64_t>(1, Cg) - s.kh * s.dh * p.wp) / NL * NL);
+  const int nt = team_for(items, double(s.n) * Og * K * L / items);
+  run_items(nt, items, [&](int64_t it, int) {
+    const int64_t os = it % osplit, ks = it / osplit % ksplit, g = it / osplit / ksplit;
+    const int64_t ob0 = oblocks * os / osplit, ob1 = oblocks * (os + 1) / osplit;
+    const int64_t kb0 = kblocks * ks / ksplit, kb1 = kblocks * (ks + 1) / ksplit;
+    T* xp = t_image.get<T>(size_t(p.image));
+    T* dyx = t_dy.get<T>(size_t(Og * e_len));
+    T* dwg = dweight + g * Og * K;
+    for (int64_t n = 0; n < s.n; ++n) {
+      pad_image(xp, x + (n * s.c + g * Cg) * s.h * s.w, s, p);
+      extend_dy(dyx, dy + (n * s.o + g * Og) * L, s, p.wp, e_len);
+      for (int64_t e0 = 0; e0 < e_len; e0 += run) {
+        const int64_t e1 = std::min(e_len, e0 + run);
+        for (int64_t ob = ob0; ob < ob1; ++ob)
+          for (int64_t kb = kb0; kb < kb1; ++kb)
+            weight_tile(dwg + ob * kGO * K + kb * kGK, K, dyx + ob * kGO * e_len, e_len, xp,
+                        p.off.data() + kb * kGK, std::min<int64_t>(kGO, Og - ob * kGO),
+                        std::min<int64_t>(kGK, K - kb * kGK), e0, e1);
+      }
+    }
+  });
+}
 
 template <typename T>
 void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
@@ -293,5 +410,9 @@ template void conv2d_forward_direct_avx2<float>(float*, const float*, const floa
                                                 const ConvShape&);
 template void conv2d_forward_direct_avx2<double>(double*, const double*, const double*,
                                                  const double*, const ConvShape&);
+template void conv2d_grad_weight_direct_avx2<float>(float*, const float*, const float*,
+                                                    const ConvShape&);
+template void conv2d_grad_weight_direct_avx2<double>(double*, const double*, const double*,
+                                                     const ConvShape&);
 
 }  // namespace engine::cpu::detail

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -26,17 +28,37 @@ void taps_inside(int64_t start, int64_t k, int64_t dil, int64_t size, int64_t& l
   hi = std::max(lo, std::min(hi, k));
 }
 
+// m, best = v, at when take. With bit masks, not a branch: on real data which tap wins is a
+// coin toss, and the compiler turns a plain `if` (even a ?:) into a branch that mispredicts
+// about once per window, which costs more than all the window's comparisons.
+template <typename T>
+inline void take_if(bool take, T v, int64_t at, T& m, int64_t& best) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const U mask = U(0) - U(take);
+  U vb, mb;
+  std::memcpy(&vb, &v, sizeof(T));
+  std::memcpy(&mb, &m, sizeof(T));
+  mb = (vb & mask) | (mb & ~mask);
+  std::memcpy(&m, &mb, sizeof(T));
+  const int64_t imask = -int64_t(take);
+  best = (at & imask) | (best & ~imask);
+}
+
 }  // namespace
 
 template <typename T>
 void max_pool2d_forward(T* y, int64_t* indices, const T* x, const PoolShape& s) {
   const int64_t planes = s.n * s.c, hw = s.h * s.w, out = s.oh * s.ow;
-  // Per output column: its window's in-bounds taps and first in-bounds input column.
-  std::vector<int64_t> jlo(size_t(s.ow)), jhi(size_t(s.ow)), col0(size_t(s.ow));
-  for (int64_t ow = 0; ow < s.ow; ++ow) {
-    const int64_t start = ow * s.sw - s.pw;
-    taps_inside(start, s.kw, s.dw, s.w, jlo[size_t(ow)], jhi[size_t(ow)]);
-    col0[size_t(ow)] = first_in_bounds(start, s.dw);
+  // The first in-bounds input column of each output column's window, and for each tap column j
+  // the output columns [jlo, jhi) whose tap j lies inside the plane.
+  std::vector<int64_t> col0(size_t(s.ow)), jlo(size_t(s.kw)), jhi(size_t(s.kw));
+  for (int64_t ow = 0; ow < s.ow; ++ow) col0[size_t(ow)] = first_in_bounds(ow * s.sw - s.pw, s.dw);
+  for (int64_t j = 0; j < s.kw; ++j) {
+    const int64_t first = s.pw - j * s.dw, last = s.w - 1 + s.pw - j * s.dw;  // ow·sw in [first, last]
+    const int64_t lo = first <= 0 ? 0 : (first + s.sw - 1) / s.sw;
+    const int64_t hi = last < 0 ? 0 : last / s.sw + 1;
+    jlo[size_t(j)] = std::min(lo, s.ow);
+    jhi[size_t(j)] = std::clamp(hi, jlo[size_t(j)], s.ow);
   }
   const int nt = team_for(planes, double(out) * s.kh * s.kw);
   run_items(nt, planes, [&](int64_t pl, int) {
@@ -47,20 +69,25 @@ void max_pool2d_forward(T* y, int64_t* indices, const T* x, const PoolShape& s) 
       const int64_t start = oh * s.sh - s.ph, row0 = first_in_bounds(start, s.dh);
       int64_t ilo, ihi;
       taps_inside(start, s.kh, s.dh, s.h, ilo, ihi);
+      T* m = yp + oh * s.ow;
+      int64_t* best = ip + oh * s.ow;
       for (int64_t ow = 0; ow < s.ow; ++ow) {
-        const int64_t c = ow * s.sw - s.pw;
-        T m = -std::numeric_limits<T>::infinity();
-        int64_t best = row0 * s.w + col0[size_t(ow)];
-        for (int64_t i = ilo; i < ihi; ++i) {
-          const int64_t r = (start + i * s.dh) * s.w;
-          for (int64_t j = jlo[size_t(ow)]; j < jhi[size_t(ow)]; ++j) {
-            const T v = xp[r + c + j * s.dw];
+        m[ow] = -std::numeric_limits<T>::infinity();
+        best[ow] = row0 * s.w + col0[size_t(ow)];
+      }
+      // Taps in window order, each over the whole output row: the outputs are independent, so
+      // the comparisons of neighbouring windows overlap instead of waiting on each other.
+      for (int64_t i = ilo; i < ihi; ++i) {
+        const int64_t r = (start + i * s.dh) * s.w;
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t shift = r - s.pw + j * s.dw, sw = s.sw;
+          for (int64_t ow = jlo[size_t(j)]; ow < jhi[size_t(j)]; ++ow) {
+            const int64_t at = shift + ow * sw;
+            const T v = xp[at];
             // NOTE: v != v is the NaN test; it must survive optimisation (no -ffast-math).
-            if (v > m || v != v) m = v, best = r + c + j * s.dw;
+            take_if((v > m[ow]) | (v != v), v, at, m[ow], best[ow]);
           }
         }
-        yp[oh * s.ow + ow] = m;
-        ip[oh * s.ow + ow] = best;
       }
     }
   });

@@ -9,6 +9,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "cpu/parallel_items.h"
 
 namespace engine::cpu {
@@ -42,6 +46,32 @@ inline void take_if(bool take, T v, int64_t at, T& m, int64_t& best) {
   std::memcpy(&m, &mb, sizeof(T));
   const int64_t imask = -int64_t(take);
   best = (at & imask) | (best & ~imask);
+}
+
+// take_if over outputs [ow, ow_end) of a row for one tap, four at a time with SSE2 (part of
+// every x86-64 CPU); returns the first output it left for the scalar loop.
+inline int64_t take_row_sse2(const float* xp, int64_t shift, int64_t sw, int64_t ow,
+                             int64_t ow_end, float* m, int64_t* best) {
+#if defined(__SSE2__)
+  const __m128i step = _mm_set_epi64x(sw, 0), step2 = _mm_set1_epi64x(2 * sw);
+  for (; ow + 4 <= ow_end; ow += 4) {
+    const int64_t at = shift + ow * sw;
+    const __m128 v = _mm_setr_ps(xp[at], xp[at + sw], xp[at + 2 * sw], xp[at + 3 * sw]);
+    const __m128 mv = _mm_loadu_ps(m + ow);
+    // NOTE: unordered(v, v) is the NaN test.
+    const __m128 take = _mm_or_ps(_mm_cmpgt_ps(v, mv), _mm_cmpunord_ps(v, v));
+    _mm_storeu_ps(m + ow, _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, mv)));
+    const __m128i t = _mm_castps_si128(take);
+    const __m128i t01 = _mm_unpacklo_epi32(t, t), t23 = _mm_unpackhi_epi32(t, t);
+    const __m128i at01 = _mm_add_epi64(_mm_set1_epi64x(at), step), at23 = _mm_add_epi64(at01, step2);
+    __m128i* b = reinterpret_cast<__m128i*>(best + ow);
+    _mm_storeu_si128(b, _mm_or_si128(_mm_and_si128(t01, at01), _mm_andnot_si128(t01, _mm_loadu_si128(b))));
+    _mm_storeu_si128(b + 1, _mm_or_si128(_mm_and_si128(t23, at23), _mm_andnot_si128(t23, _mm_loadu_si128(b + 1))));
+  }
+#else
+  (void)xp, (void)shift, (void)sw, (void)ow_end, (void)m, (void)best;
+#endif
+  return ow;
 }
 
 }  // namespace
@@ -81,7 +111,9 @@ void max_pool2d_forward(T* y, int64_t* indices, const T* x, const PoolShape& s) 
         const int64_t r = (start + i * s.dh) * s.w;
         for (int64_t j = 0; j < s.kw; ++j) {
           const int64_t shift = r - s.pw + j * s.dw, sw = s.sw;
-          for (int64_t ow = jlo[size_t(j)]; ow < jhi[size_t(j)]; ++ow) {
+          int64_t ow = jlo[size_t(j)];
+          if constexpr (std::is_same_v<T, float>) ow = take_row_sse2(xp, shift, sw, ow, jhi[size_t(j)], m, best);
+          for (; ow < jhi[size_t(j)]; ++ow) {
             const int64_t at = shift + ow * sw;
             const T v = xp[at];
             // NOTE: v != v is the NaN test; it must survive optimisation (no -ffast-math).

@@ -91,7 +91,7 @@ struct Plan {
   std::vector<T> bpack;                  // [g][ob][r]: bias, 0 past Og (or all 0)
   std::vector<VecStore> stores;          // [t·kNV + v]
   std::vector<Piece> pieces;             // for tile t, vector v: [first[t·kNV + v], first[.. + 1])
-  std::vector<int32_t> first;
+  std::vector<int64_t> first;
   std::vector<int64_t> tile_base;        // first output of each tile (and L at the end)
 };
 
@@ -130,7 +130,7 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
   p.tile_base.assign(size_t(p.tiles + 1), s.plane());
   for (int64_t t = 0; t < p.tiles; ++t)
     for (int v = 0; v < kNV; ++v) {
-      p.first.push_back(int32_t(p.pieces.size()));
+      p.first.push_back(int64_t(p.pieces.size()));
       VecStore& vs = p.stores[size_t(t * kNV + v)];
       vs.base = -1, vs.count = 0;
       for (int q = 0; q < L; ++q) {
@@ -159,7 +159,7 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
     }
   for (int64_t t = p.tiles - 1; t >= 0; --t)
     p.tile_base[size_t(t)] = std::min(p.tile_base[size_t(t)], p.tile_base[size_t(t + 1)]);
-  p.first.push_back(int32_t(p.pieces.size()));
+  p.first.push_back(int64_t(p.pieces.size()));
   return p;
 }
 

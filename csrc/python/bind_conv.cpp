@@ -102,11 +102,6 @@ std::string dy_why(const cpu::ConvShape& s) {
          std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
 }
 
-template <typename T>
-const T* ptr(const py::array& a) { return static_cast<const T*>(a.data()); }
-template <typename T>
-T* mut(py::array& a) { return static_cast<T*>(a.mutable_data()); }
-
 py::array conv2d_forward(const py::object& x_obj, const py::object& w_obj, const py::object& b_obj,
                          const Pair& stride, const Pair& padding, const Pair& dilation,
                          int64_t groups) {
@@ -125,11 +120,17 @@ py::array conv2d_forward(const py::object& x_obj, const py::object& w_obj, const
   }
   const DType dt = float_dtype(x, op, "x");
   py::array y = empty_like_dtype(dt, {s.n, s.o, s.oh, s.ow});
-  py::gil_scoped_release release;
-  if (dt == DType::f32)
-    cpu::conv2d_forward(mut<float>(y), ptr<float>(x), ptr<float>(w), b ? ptr<float>(*b) : nullptr, s);
-  else
-    cpu::conv2d_forward(mut<double>(y), ptr<double>(x), ptr<double>(w), b ? ptr<double>(*b) : nullptr, s);
+  void* yp = y.mutable_data();
+  const void *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    if (dt == DType::f32)
+      cpu::conv2d_forward(static_cast<float*>(yp), static_cast<const float*>(xp),
+                          static_cast<const float*>(wp), static_cast<const float*>(bp), s);
+    else
+      cpu::conv2d_forward(static_cast<double*>(yp), static_cast<const double*>(xp),
+                          static_cast<const double*>(wp), static_cast<const double*>(bp), s);
+  }
   return y;
 }
 
@@ -143,9 +144,17 @@ py::array conv2d_grad_input(const py::object& dy_obj, const py::object& w_obj,
   require_shape(dy, {s.n, s.o, s.oh, s.ow}, op, "dy", dy_why(s));
   const DType dt = float_dtype(dy, op, "dy");
   py::array dx = empty_like_dtype(dt, {s.n, s.c, s.h, s.w});
-  py::gil_scoped_release release;
-  if (dt == DType::f32) cpu::conv2d_grad_input(mut<float>(dx), ptr<float>(dy), ptr<float>(w), s);
-  else cpu::conv2d_grad_input(mut<double>(dx), ptr<double>(dy), ptr<double>(w), s);
+  void* dxp = dx.mutable_data();
+  const void *dyp = dy.data(), *wp = w.data();
+  {
+    py::gil_scoped_release release;
+    if (dt == DType::f32)
+      cpu::conv2d_grad_input(static_cast<float*>(dxp), static_cast<const float*>(dyp),
+                             static_cast<const float*>(wp), s);
+    else
+      cpu::conv2d_grad_input(static_cast<double*>(dxp), static_cast<const double*>(dyp),
+                             static_cast<const double*>(wp), s);
+  }
   return dx;
 }
 
@@ -159,9 +168,17 @@ py::array conv2d_grad_weight(const py::object& dy_obj, const py::object& x_obj,
   require_shape(dy, {s.n, s.o, s.oh, s.ow}, op, "dy", dy_why(s));
   const DType dt = float_dtype(dy, op, "dy");
   py::array dw = empty_like_dtype(dt, {weight_shape[0], weight_shape[1], weight_shape[2], weight_shape[3]});
-  py::gil_scoped_release release;
-  if (dt == DType::f32) cpu::conv2d_grad_weight(mut<float>(dw), ptr<float>(dy), ptr<float>(x), s);
-  else cpu::conv2d_grad_weight(mut<double>(dw), ptr<double>(dy), ptr<double>(x), s);
+  void* dwp = dw.mutable_data();
+  const void *dyp = dy.data(), *xp = x.data();
+  {
+    py::gil_scoped_release release;
+    if (dt == DType::f32)
+      cpu::conv2d_grad_weight(static_cast<float*>(dwp), static_cast<const float*>(dyp),
+                              static_cast<const float*>(xp), s);
+    else
+      cpu::conv2d_grad_weight(static_cast<double*>(dwp), static_cast<const double*>(dyp),
+                              static_cast<const double*>(xp), s);
+  }
   return dw;
 }
 
@@ -196,11 +213,15 @@ py::tuple max_pool2d_forward(const py::object& x_obj, const Pair& kernel, const 
   const DType dt = float_dtype(x, op, "x");
   py::array y = empty_like_dtype(dt, {s.n, s.c, s.oh, s.ow});
   py::array_t<int64_t> idx(std::vector<py::ssize_t>{s.n, s.c, s.oh, s.ow});
+  int64_t* ip = idx.mutable_data();
+  void* yp = y.mutable_data();
+  const void* xp = x.data();
   {
     py::gil_scoped_release release;
-    int64_t* ip = idx.mutable_data();
-    if (dt == DType::f32) cpu::max_pool2d_forward(mut<float>(y), ip, ptr<float>(x), s);
-    else cpu::max_pool2d_forward(mut<double>(y), ip, ptr<double>(x), s);
+    if (dt == DType::f32)
+      cpu::max_pool2d_forward(static_cast<float*>(yp), ip, static_cast<const float*>(xp), s);
+    else
+      cpu::max_pool2d_forward(static_cast<double*>(yp), ip, static_cast<const double*>(xp), s);
   }
   return py::make_tuple(y, idx);
 }
@@ -225,11 +246,14 @@ py::array max_pool2d_backward(const py::object& dy_obj, const py::object& idx_ob
   const DType dt = float_dtype(dy, op, "dy");
   py::array dx = empty_like_dtype(dt, {s.n, s.c, s.h, s.w});
   bool ok;
+  const auto* ip = static_cast<const int64_t*>(idx.data());
+  void* dxp = dx.mutable_data();
+  const void* dyp = dy.data();
   {
     py::gil_scoped_release release;
-    const auto* ip = static_cast<const int64_t*>(idx.data());
-    ok = dt == DType::f32 ? cpu::max_pool2d_backward(mut<float>(dx), ptr<float>(dy), ip, s)
-                          : cpu::max_pool2d_backward(mut<double>(dx), ptr<double>(dy), ip, s);
+    ok = dt == DType::f32
+             ? cpu::max_pool2d_backward(static_cast<float*>(dxp), static_cast<const float*>(dyp), ip, s)
+             : cpu::max_pool2d_backward(static_cast<double*>(dxp), static_cast<const double*>(dyp), ip, s);
   }
   if (!ok)
     throw std::invalid_argument(std::string(op) + ": indices must lie in [0, H*W) = [0, " +

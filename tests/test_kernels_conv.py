@@ -138,7 +138,8 @@ def test_conv2d_zero_sizes(case, path):
     check_all(x, wt, b, dy, args)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[10], CASES[14], CASES[2]], ids=case_id)
+@pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[9], CASES[10], CASES[14], CASES[2],
+                                  (1, 3, 40, 37, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1)], ids=case_id)
 def test_conv2d_same_bits_for_1_and_2_threads(case, path, threads):
     """Every output element is summed by one thread in a fixed order (the weight gradient splits
     its output, never the sum over images), so the thread count changes no bit."""
@@ -151,6 +152,8 @@ def test_conv2d_same_bits_for_1_and_2_threads(case, path, threads):
                         native.conv2d_grad_weight(dy, x, wt.shape, s, p, d, g)))
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+    # and the 2-thread results are right (a batch of 1 splits each plane between the threads)
+    check_all(x, wt, b, dy, (s, p, d, g))
 
 
 def test_conv2d_large_batch_same_bits_for_1_and_2_threads(threads):

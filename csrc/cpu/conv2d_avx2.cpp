@@ -1,4 +1,5 @@
-// Direct AVX2+FMA conv2d for stride 1 (any padding, dilation and groups): no column panel at all.
+// Direct AVX2+FMA conv2d for stride 1 (any padding, dilation and groups), forward and weight
+// gradient (the input gradient is a forward convolution of dy, see conv2d.cpp): no column panel.
 // The image is copied once into a zero-padded plane of width Wp = W + 2·pw; an output position
 // (oh, ow) is then the "extended" position e = oh·Wp + ow, and tap (c, i, j) reads the padded
 // image at e + off[c, i, j] with off = c·Hp·Wp + i·dh·Wp + j·dw. So the input values a tile of

@@ -143,6 +143,50 @@ def dropout_mask(shape, p, rng, dtype):
     return mask
 
 
+# ---- conv2d and max_pool2d -------------------------------------------------------------------
+def _same_float(*arrays):
+    """The common dtype when every array is float32, or every one float64; else None."""
+    dtype = arrays[0].dtype
+    return dtype if dtype in _FUSED_DTYPES and all(a.dtype == dtype for a in arrays) else None
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups=1):
+    dtype = _same_float(x, weight, *([bias] if bias is not None else []))
+    if dtype is None:
+        return numpy_ref.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    return _C.conv2d_forward(_c(x, dtype), _c(weight, dtype), _c(bias, dtype), tuple(stride),
+                             tuple(padding), tuple(dilation), groups)
+
+
+def conv2d_grad_input(dy, weight, input_shape, stride, padding, dilation, groups=1):
+    dtype = _same_float(dy, weight)
+    if dtype is None:
+        return numpy_ref.conv2d_grad_input(dy, weight, input_shape, stride, padding, dilation, groups)
+    return _C.conv2d_grad_input(_c(dy, dtype), _c(weight, dtype), tuple(input_shape), tuple(stride),
+                                tuple(padding), tuple(dilation), groups)
+
+
+def conv2d_grad_weight(dy, x, weight_shape, stride, padding, dilation, groups=1):
+    dtype = _same_float(dy, x)
+    if dtype is None:
+        return numpy_ref.conv2d_grad_weight(dy, x, weight_shape, stride, padding, dilation, groups)
+    return _C.conv2d_grad_weight(_c(dy, dtype), _c(x, dtype), tuple(weight_shape), tuple(stride),
+                                 tuple(padding), tuple(dilation), groups)
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
+    if x.dtype not in _FUSED_DTYPES:
+        return numpy_ref.max_pool2d_forward(x, kernel, stride, padding, dilation)
+    return _C.max_pool2d_forward(_c(x, x.dtype), tuple(kernel), tuple(stride), tuple(padding),
+                                 tuple(dilation))
+
+
+def max_pool2d_backward(dy, indices, input_shape):
+    if dy.dtype not in _FUSED_DTYPES:
+        return numpy_ref.max_pool2d_backward(dy, indices, input_shape)
+    return _C.max_pool2d_backward(_c(dy, dy.dtype), _c(indices, np.int64), tuple(input_shape))
+
+
 # ---- one-pass optimizer updates -------------------------------------------------------------
 def fused_update_takes(*arrays):
     """Whether sgd_update/adam_update below can update these arrays in place: C-contiguous NumPy
@@ -173,6 +217,11 @@ def _overrides():
     return {
         "matmul": matmul,
         "linear": linear,
+        "conv2d_forward": conv2d_forward,
+        "conv2d_grad_input": conv2d_grad_input,
+        "conv2d_grad_weight": conv2d_grad_weight,
+        "max_pool2d_forward": max_pool2d_forward,
+        "max_pool2d_backward": max_pool2d_backward,
         "softmax_forward": softmax_forward,
         "softmax_backward": softmax_backward,
         "layer_norm_forward": layer_norm_forward,

@@ -28,8 +28,11 @@ class Conv2d(Function):
 
     def backward(self, grad):
         k = kernels(grad)
-        dx = k.conv2d_grad_input(grad, self.weight, self.x.shape, **self.args)
-        dw = k.conv2d_grad_weight(grad, self.x, self.weight.shape, **self.args)
+        x_t, w_t = self.inputs[:2]
+        # Each gradient costs as much as the forward: skip the ones nobody asked for (the input
+        # of a network's first layer, a frozen weight).
+        dx = k.conv2d_grad_input(grad, self.weight, self.x.shape, **self.args) if x_t.requires_grad else None
+        dw = k.conv2d_grad_weight(grad, self.x, self.weight.shape, **self.args) if w_t.requires_grad else None
         if self.has_bias:
             return dx, dw, grad.sum(axis=(0, 2, 3))
         return dx, dw

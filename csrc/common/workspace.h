@@ -4,8 +4,22 @@
 #include <cstddef>
 #include <cstdlib>
 #include <new>
+#include <string>
+#include <utility>
 
 namespace engine {
+
+// A failed allocation with a message saying what was asked for (Python sees a MemoryError).
+class KernelAllocError : public std::bad_alloc {
+ public:
+  explicit KernelAllocError(std::string msg) : msg_(std::move(msg)) {}
+  explicit KernelAllocError(size_t bytes)
+      : KernelAllocError("Unable to allocate " + std::to_string(bytes) + " bytes of kernel workspace") {}
+  const char* what() const noexcept override { return msg_.c_str(); }
+
+ private:
+  std::string msg_;
+};
 
 class Workspace {
  public:
@@ -22,7 +36,7 @@ class Workspace {
       size_ = 0;
       const size_t rounded = (bytes + 63) / 64 * 64;
       p_ = std::aligned_alloc(64, rounded);
-      if (!p_) throw std::bad_alloc();
+      if (!p_) throw KernelAllocError(rounded);
       size_ = rounded;
     }
     return p_;

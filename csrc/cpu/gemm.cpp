@@ -8,10 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <new>
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
+#include "common/workspace.h"
 
 namespace engine::cpu {
 namespace {
@@ -305,26 +305,6 @@ Part grid_part(const GemmArgs<T>& g, const Plan<T>& pl, int tid, int team) {
           tid, team};
 }
 
-// Workspace for packed panels, kept per calling thread and grown on demand: a fresh multi-MiB
-// allocation per call would page-fault its way through memory every time.
-class Workspace {
- public:
-  ~Workspace() { std::free(p_); }
-  void* get(size_t bytes) {
-    if (bytes > size_) {
-      std::free(p_);
-      size_ = 0;
-      p_ = std::aligned_alloc(64, static_cast<size_t>(round_up(static_cast<int64_t>(bytes), 64)));
-      if (!p_) throw std::bad_alloc();
-      size_ = bytes;
-    }
-    return p_;
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t size_ = 0;
-};
 thread_local Workspace t_workspace;
 
 }  // namespace

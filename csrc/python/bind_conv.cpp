@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include "common/checks.h"
+#include "common/workspace.h"
 #include "cpu/conv2d.h"
 #include "cpu/pool2d.h"
 #include "python/bindings.h"
@@ -97,6 +98,13 @@ cpu::ConvShape conv_shape(const char* op, const Quad& x, const Quad& wt, const P
           padding[0], padding[1], dilation[0], dilation[1], groups};
 }
 
+// The kernels allocate plans and per-thread workspace sized by the problem; a problem too large
+// for memory says so with the op's name instead of a bare std::bad_alloc.
+[[noreturn]] void throw_out_of_memory(const char* op, const std::bad_alloc& e) {
+  throw KernelAllocError(std::string(op) + ": Unable to allocate the kernel's working memory for "
+                         "this problem size (" + e.what() + ")");
+}
+
 std::string dy_why(const cpu::ConvShape& s) {
   return "(N, O, OH, OW) for input (" + std::to_string(s.n) + ", " + std::to_string(s.c) + ", " +
          std::to_string(s.h) + ", " + std::to_string(s.w) + ")";
@@ -122,7 +130,7 @@ py::array conv2d_forward(const py::object& x_obj, const py::object& w_obj, const
   py::array y = empty_like_dtype(dt, {s.n, s.o, s.oh, s.ow});
   void* yp = y.mutable_data();
   const void *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
-  {
+  try {
     py::gil_scoped_release release;
     if (dt == DType::f32)
       cpu::conv2d_forward(static_cast<float*>(yp), static_cast<const float*>(xp),
@@ -130,6 +138,8 @@ py::array conv2d_forward(const py::object& x_obj, const py::object& w_obj, const
     else
       cpu::conv2d_forward(static_cast<double*>(yp), static_cast<const double*>(xp),
                           static_cast<const double*>(wp), static_cast<const double*>(bp), s);
+  } catch (const std::bad_alloc& e) {
+    throw_out_of_memory(op, e);
   }
   return y;
 }
@@ -146,7 +156,7 @@ py::array conv2d_grad_input(const py::object& dy_obj, const py::object& w_obj,
   py::array dx = empty_like_dtype(dt, {s.n, s.c, s.h, s.w});
   void* dxp = dx.mutable_data();
   const void *dyp = dy.data(), *wp = w.data();
-  {
+  try {
     py::gil_scoped_release release;
     if (dt == DType::f32)
       cpu::conv2d_grad_input(static_cast<float*>(dxp), static_cast<const float*>(dyp),
@@ -154,6 +164,8 @@ py::array conv2d_grad_input(const py::object& dy_obj, const py::object& w_obj,
     else
       cpu::conv2d_grad_input(static_cast<double*>(dxp), static_cast<const double*>(dyp),
                              static_cast<const double*>(wp), s);
+  } catch (const std::bad_alloc& e) {
+    throw_out_of_memory(op, e);
   }
   return dx;
 }
@@ -170,7 +182,7 @@ py::array conv2d_grad_weight(const py::object& dy_obj, const py::object& x_obj,
   py::array dw = empty_like_dtype(dt, {weight_shape[0], weight_shape[1], weight_shape[2], weight_shape[3]});
   void* dwp = dw.mutable_data();
   const void *dyp = dy.data(), *xp = x.data();
-  {
+  try {
     py::gil_scoped_release release;
     if (dt == DType::f32)
       cpu::conv2d_grad_weight(static_cast<float*>(dwp), static_cast<const float*>(dyp),
@@ -178,6 +190,8 @@ py::array conv2d_grad_weight(const py::object& dy_obj, const py::object& x_obj,
     else
       cpu::conv2d_grad_weight(static_cast<double*>(dwp), static_cast<const double*>(dyp),
                               static_cast<const double*>(xp), s);
+  } catch (const std::bad_alloc& e) {
+    throw_out_of_memory(op, e);
   }
   return dw;
 }
@@ -216,12 +230,14 @@ py::tuple max_pool2d_forward(const py::object& x_obj, const Pair& kernel, const 
   int64_t* ip = idx.mutable_data();
   void* yp = y.mutable_data();
   const void* xp = x.data();
-  {
+  try {
     py::gil_scoped_release release;
     if (dt == DType::f32)
       cpu::max_pool2d_forward(static_cast<float*>(yp), ip, static_cast<const float*>(xp), s);
     else
       cpu::max_pool2d_forward(static_cast<double*>(yp), ip, static_cast<const double*>(xp), s);
+  } catch (const std::bad_alloc& e) {
+    throw_out_of_memory(op, e);
   }
   return py::make_tuple(y, idx);
 }
@@ -249,11 +265,13 @@ py::array max_pool2d_backward(const py::object& dy_obj, const py::object& idx_ob
   const auto* ip = static_cast<const int64_t*>(idx.data());
   void* dxp = dx.mutable_data();
   const void* dyp = dy.data();
-  {
+  try {
     py::gil_scoped_release release;
     ok = dt == DType::f32
              ? cpu::max_pool2d_backward(static_cast<float*>(dxp), static_cast<const float*>(dyp), ip, s)
              : cpu::max_pool2d_backward(static_cast<double*>(dxp), static_cast<const double*>(dyp), ip, s);
+  } catch (const std::bad_alloc& e) {
+    throw_out_of_memory(op, e);
   }
   if (!ok)
     throw std::invalid_argument(std::string(op) + ": indices must lie in [0, H*W) = [0, " +

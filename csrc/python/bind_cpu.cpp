@@ -19,4 +19,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_has_avx2_fma", &engine::cpu_has_avx2_fma);
   engine::bind_elementwise(m);
   engine::bind_gemm(m);
+  engine::bind_attention(m);
 }

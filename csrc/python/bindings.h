@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 namespace engine {
+void bind_attention(pybind11::module_& m);
 void bind_elementwise(pybind11::module_& m);
 void bind_gemm(pybind11::module_& m);
 }  // namespace engine

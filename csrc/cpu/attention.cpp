@@ -1,0 +1,477 @@
+// CPU attention driver, flash style: for each (batch, head, block of queries) the keys and values
+// are walked in blocks with the online softmax, so only a score block per thread ever exists; the
+// backward recomputes each block's probabilities from the saved log-sum-exp. Block products run
+// on an MR×NR register tile (attention_avx2.cpp, or the portable one below).
+//
+// Layout of a score block: keys are rows and queries columns (Sᵀ, ld = kBlockQ), so per-query
+// quantities (running max, sum, lse, rowsum(dO∘O)) are vectors along a row and every product
+// reads its operands in place: Sᵀ = K·Qᵀ, O += P·V with A(i, p) = Sᵀ[p][i], dV += Pᵀ·dO, ...
+#include "cpu/attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+
+namespace engine::cpu {
+namespace {
+
+using detail::AttentionKernels;
+constexpr int MR = detail::kAttnMR;
+
+// ---- Blocking ------------------------------------------------------------------------------
+// NOTE: sized for AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core) at D = Dv = 64 in float32:
+//  kBlockQ = 96 queries: the Qᵀ block (D×96, 24 KiB) and the output accumulator (96×Dv, 24 KiB)
+//      stay in L2 while all key blocks pass; a multiple of MR and of both NR (16 fp32, 8 fp64), so
+//      no tile straddles a block edge.
+//  kBlockK = 48 keys: the score block (48×96, 18 KiB), one 16-query panel of Qᵀ (4 KiB) and one
+//      MR-key slice of K (1.5 KiB) fit L1 while the score tiles run; a multiple of MR.
+constexpr int64_t kBlockQ = 96, kBlockK = 48;
+static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnNR<float> == 0 &&
+                  kBlockQ % detail::kAttnNR<double> == 0 && kBlockK % MR == 0,
+              "blocks hold whole tiles");
+
+// Below this many scores (B·H·Tq·Tk) one thread does everything: waking a team costs a few
+// microseconds, about what a second thread saves on a problem this small.
+constexpr int64_t kSerialScores = int64_t{1} << 14;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+template <typename T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// ---- Portable kernels ----------------------------------------------------------------------
+template <typename T>
+void tile_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
+                   T* c, int64_t ldc, T alpha, T beta) {
+  constexpr int NR = detail::kAttnNR<T>;
+  T acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p, a += a_cs, b += b_rs)
+    for (int i = 0; i < MR; ++i) {
+      const T ai = a[i * a_rs];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      T r = alpha * acc[i][j];
+      if (beta != T(0)) r += beta * c[i * ldc + j];
+      c[i * ldc + j] = r;
+    }
+}
+
+template <typename T>
+void exp_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift, T* colsum) {
+  for (int64_t p = 0; p < rows; ++p) {
+    T* x = s + p * ld;
+    for (int64_t j = 0; j < cols; ++j) x[j] = std::exp(x[j] - shift[j]);
+    if (colsum)
+      for (int64_t j = 0; j < cols; ++j) colsum[j] += x[j];
+  }
+}
+
+std::atomic<bool> g_force_portable{false};
+
+bool use_avx2() { return !g_force_portable.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+
+template <typename T>
+AttentionKernels<T> select_kernels() {
+  if (use_avx2()) {
+    if constexpr (sizeof(T) == 4) return detail::attention_avx2_f32();
+    else return detail::attention_avx2_f64();
+  }
+  return {&tile_portable<T>, &exp_block_portable<T>};
+}
+
+// An m×n corner (m <= MR, n <= NR) of a tile whose C lives in the caller's array: the full-size
+// kernel runs on a stack tile, so edge elements get exactly the arithmetic of interior ones.
+template <typename T>
+void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
+               const T* b, int64_t b_rs, T* c, int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
+  constexpr int NR = detail::kAttnNR<T>;
+  if (m == MR && n == NR) return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta);
+  alignas(64) T t[MR * NR] = {};
+  if (beta != T(0))
+    for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, t + i * NR);
+  kn.tile(kc, a, a_rs, a_cs, b, b_rs, t, NR, alpha, beta);
+  for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + i * NR + n, c + i * ldc);
+}
+
+// ---- Workspace -----------------------------------------------------------------------------
+// Per calling thread, grown on demand and kept: a fresh allocation per call would page-fault
+// through its blocks every time. Holds one set of block buffers per thread of the team.
+class Workspace {
+ public:
+  ~Workspace() { std::free(p_); }
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      std::free(p_);
+      size_ = 0;
+      p_ = std::aligned_alloc(64, static_cast<size_t>(round_up(static_cast<int64_t>(bytes), 64)));
+      if (!p_) throw std::bad_alloc();
+      size_ = bytes;
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t size_ = 0;
+};
+thread_local Workspace t_workspace;
+
+// Carves consecutive 64-byte aligned buffers out of one block of memory (or only counts them).
+template <typename T>
+class Carver {
+ public:
+  explicit Carver(T* base) : base_(base) {}
+  T* take(int64_t n) {
+    T* p = base_ ? base_ + used_ : nullptr;
+    used_ += round_up(std::max<int64_t>(n, 1), 64 / sizeof(T));
+    return p;
+  }
+  int64_t used() const { return used_; }
+
+ private:
+  T* base_;
+  int64_t used_ = 0;
+};
+
+// ---- Masks ---------------------------------------------------------------------------------
+// Hides or shifts the scores of one block: Sᵀ[p][j] is key k0+p against query q0+j. A bool mask
+// hides with -inf (a select, so a NaN score that is masked out never leaks), a float mask is
+// added, and causality hides keys after the query. Causal hiding covers all `cols` columns, so
+// score tiles skipped as wholly hidden need no other fill.
+template <typename T>
+void apply_masks(const AttentionArgs<T>& a, int64_t b, int64_t h, int64_t q0, int64_t qb,
+                 int64_t k0, int64_t kb, int64_t cols, T* s) {
+  const AttentionMask& m = a.mask;
+  if (m.data) {
+    const int64_t base = b * m.sb + h * m.sh + q0 * m.sq;
+    for (int64_t p = 0; p < kb; ++p) {
+      T* sp = s + p * kBlockQ;
+      const int64_t off = base + (k0 + p) * m.sk;
+      if (m.is_bool) {
+        const uint8_t* row = static_cast<const uint8_t*>(m.data) + off;
+        for (int64_t j = 0; j < qb; ++j)
+          if (!row[j * m.sq]) sp[j] = kNegInf<T>;
+      } else {
+        const T* row = static_cast<const T*>(m.data) + off;
+        for (int64_t j = 0; j < qb; ++j) sp[j] += row[j * m.sq];
+      }
+    }
+  }
+  if (a.causal)
+    for (int64_t p = 0; p < kb; ++p)
+      std::fill(s + p * kBlockQ, s + p * kBlockQ + std::clamp<int64_t>(k0 + p - q0, 0, cols),
+                kNegInf<T>);
+}
+
+// Sᵀ = alpha·A·Bᵀ for a score-shaped block: A (keys × kc, rows ld_a, zero past kb up to MR),
+// Bᵀ (kc × kBlockQ, row stride kBlockQ). Tiles wholly above the causal diagonal are skipped.
+template <typename T>
+void score_tiles(const AttentionKernels<T>& kn, const AttentionArgs<T>& a, int64_t q0, int64_t k0,
+                 int64_t kb, int64_t cols, int64_t kc, const T* am, int64_t ld_a, const T* bt,
+                 T alpha, T* s) {
+  constexpr int NR = detail::kAttnNR<T>;
+  for (int64_t jp = 0; jp < cols; jp += NR)
+    for (int64_t ip = 0; ip < kb; ip += MR) {
+      if (a.causal && k0 + ip > q0 + jp + NR - 1) break;  // every later key tile is hidden too
+      kn.tile(kc, am + ip * ld_a, ld_a, 1, bt + jp, kBlockQ, s + ip * kBlockQ + jp, kBlockQ, alpha,
+              T(0));
+    }
+}
+
+// Row `t` of a (B, H, T, X) operand.
+template <typename T>
+const T* row_of(const AttentionOperand<T>& x, int64_t b, int64_t h, int64_t t) {
+  return x.data + b * x.sb + h * x.sh + t * x.st;
+}
+
+// Rows [t0, t0 + n) of an operand copied to dst (row stride ld >= x), zero in columns x..ld-1
+// and in rows n..n_pad-1.
+template <typename T>
+void copy_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0, int64_t n,
+               int64_t n_pad, int64_t x, int64_t ld, T* dst) {
+  for (int64_t r = 0; r < n_pad; ++r) {
+    T* d = dst + r * ld;
+    if (r < n) std::copy(row_of(src, b, h, t0 + r), row_of(src, b, h, t0 + r) + x, d);
+    std::fill(d + (r < n ? x : 0), d + ld, T(0));
+  }
+}
+
+// The transpose of rows [t0, t0 + n): dst[x·kBlockQ + r], zero for r in n..kBlockQ-1.
+template <typename T>
+void copy_rows_transposed(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
+                          int64_t n, int64_t x, T* dst) {
+  for (int64_t r = 0; r < kBlockQ; ++r) {
+    if (r < n) {
+      const T* sr = row_of(src, b, h, t0 + r);
+      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = sr[c];
+    } else {
+      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = T(0);
+    }
+  }
+}
+
+// ---- Forward -------------------------------------------------------------------------------
+template <typename T>
+struct ForwardBuffers {
+  T *qt, *k, *v, *s, *o, *m, *l, *shift, *alpha;
+
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, ForwardBuffers* w) {
+    const int64_t dvp = round_up(a.dv, detail::kAttnNR<T>);
+    ForwardBuffers x{c.take(a.d * kBlockQ), c.take(kBlockK * a.d), c.take(kBlockK * dvp),
+                     c.take(kBlockK * kBlockQ), c.take(kBlockQ * dvp), c.take(kBlockQ),
+                     c.take(kBlockQ), c.take(kBlockQ), c.take(kBlockQ)};
+    if (w) *w = x;
+    return c.used();
+  }
+};
+
+// One block of queries [q0, q0 + qb) of head (b, h): the online softmax over key blocks.
+template <typename T>
+void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKernels<T>& kn,
+                   int64_t b, int64_t h, int64_t q0, const ForwardBuffers<T>& w) {
+  constexpr int NR = detail::kAttnNR<T>;
+  const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
+  const int64_t dvp = round_up(a.dv, NR);
+  copy_rows_transposed(a.q, b, h, q0, qb, a.d, w.qt);
+  std::fill(w.o, w.o + kBlockQ * dvp, T(0));
+  std::fill(w.m, w.m + kBlockQ, kNegInf<T>);
+  std::fill(w.l, w.l + kBlockQ, T(0));
+
+  const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
+  for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
+    const int64_t kb = std::min(kBlockK, kend - k0);
+    copy_rows(a.k, b, h, k0, kb, round_up(kb, MR), a.d, a.d, w.k);
+    copy_rows(a.v, b, h, k0, kb, kb, a.dv, dvp, w.v);
+    // Sᵀ = scale·K·Qᵀ, then the masks.
+    score_tiles(kn, a, q0, k0, kb, cols, a.d, w.k, a.d, w.qt, a.scale, w.s);
+    apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
+
+    // Online softmax: m' = max(m, block max), P = exp(S - m'), l' = l·exp(m - m') + Σ P,
+    // O' = O·exp(m - m') + P·V.
+    // NOTE: while a query has seen only hidden keys its max is -inf; it is shifted by 0 instead,
+    // so exp(-inf - 0) = 0 gives P = 0 and alpha = 0 rather than exp(-inf + inf) = NaN.
+    std::copy(w.m, w.m + cols, w.shift);
+    for (int64_t p = 0; p < kb; ++p) {
+      const T* sp = w.s + p * kBlockQ;
+      for (int64_t j = 0; j < cols; ++j) w.shift[j] = std::max(w.shift[j], sp[j]);
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      const T mx = w.shift[j], sh = mx == kNegInf<T> ? T(0) : mx;
+      w.alpha[j] = std::exp(w.m[j] - sh);
+      w.l[j] *= w.alpha[j];
+      w.m[j] = mx;
+      w.shift[j] = sh;
+    }
+    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift, w.l);
+    for (int64_t i = 0; i < qb; ++i)
+      if (w.alpha[i] != T(1))
+        for (T *o = w.o + i * dvp, *e = o + dvp; o < e; ++o) *o *= w.alpha[i];
+    // O += P·V, A(i, p) = Sᵀ[p][i]; under causality query i stops at key i.
+    for (int64_t i0 = 0; i0 < qb; i0 += MR) {
+      const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
+      for (int64_t jv = 0; jv < dvp; jv += NR)
+        kn.tile(kc, w.s + i0, 1, kBlockQ, w.v + jv, dvp, w.o + i0 * dvp + jv, dvp, T(1), T(1));
+    }
+  }
+
+  T* orow = out + ((b * a.h + h) * a.tq + q0) * a.dv;
+  T* lrow = lse + (b * a.h + h) * a.tq + q0;
+  for (int64_t i = 0; i < qb; ++i) {
+    const T l = w.l[i], *o = w.o + i * dvp;
+    T* dst = orow + i * a.dv;
+    if (l == T(0)) {  // no visible key: out = 0, lse = -inf
+      std::fill(dst, dst + a.dv, T(0));
+      lrow[i] = kNegInf<T>;
+    } else {
+      for (int64_t c = 0; c < a.dv; ++c) dst[c] = o[c] / l;
+      lrow[i] = w.m[i] + std::log(l);
+    }
+  }
+}
+
+// How many threads a problem of `scores` scores with `items` independent work items gets.
+int team_for(int64_t scores, int64_t items) {
+  if (in_parallel() || scores < kSerialScores) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_threads(), items)));
+}
+
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// ---- Backward ------------------------------------------------------------------------------
+template <typename T>
+struct BackwardBuffers {
+  T *qt, *dot, *q, *dout, *k, *v, *s, *ds, *dq, *shift, *delta;
+
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, BackwardBuffers* w) {
+    constexpr int NR = detail::kAttnNR<T>;
+    const int64_t dp = round_up(a.d, NR), dvp = round_up(a.dv, NR);
+    BackwardBuffers x{c.take(a.d * kBlockQ),   c.take(a.dv * kBlockQ),  c.take(kBlockQ * dp),
+                      c.take(kBlockQ * dvp),   c.take(kBlockK * dp),    c.take(kBlockK * a.dv),
+                      c.take(kBlockK * kBlockQ), c.take(kBlockK * kBlockQ), c.take(kBlockQ * dp),
+                      c.take(kBlockQ),         c.take(kBlockQ)};
+    if (w) *w = x;
+    return c.used();
+  }
+};
+
+// Everything one block of queries [q0, q0 + qb) contributes to the gradients, key block by key
+// block: in the forward pass S = scale·Q·Kᵀ (+ mask) and O = softmax(S)·V, so now
+//   P = exp(S - lse), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP - rowsum(dO∘O)),
+//   dQ += scale·dS·K, dK += scale·dSᵀ·Q.
+// dk and dv are this head's rows (accumulated: zero them first); dQ is written whole.
+template <typename T>
+void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
+                    const AttentionArgs<T>& a, const AttentionOperand<T>& out,
+                    const AttentionOperand<T>& lse, const AttentionKernels<T>& kn, int64_t b,
+                    int64_t h, int64_t q0, const BackwardBuffers<T>& w) {
+  constexpr int NR = detail::kAttnNR<T>;
+  const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
+  const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
+  copy_rows_transposed(a.q, b, h, q0, qb, d, w.qt);
+  copy_rows_transposed(dout, b, h, q0, qb, dvn, w.dot);
+  copy_rows(a.q, b, h, q0, qb, qb, d, dp, w.q);
+  copy_rows(dout, b, h, q0, qb, qb, dvn, dvp, w.dout);
+  std::fill(w.dq, w.dq + kBlockQ * dp, T(0));
+  for (int64_t j = 0; j < cols; ++j) {
+    T lj = T(0), delta = T(0);
+    if (j < qb) {
+      lj = *row_of(lse, b, h, q0 + j);
+      const T *o = row_of(out, b, h, q0 + j), *g = row_of(dout, b, h, q0 + j);
+      for (int64_t c = 0; c < dvn; ++c) delta += o[c] * g[c];
+    }
+    // A row that saw no key has lse = -inf and only hidden scores: exp(-inf - 0) = 0.
+    w.shift[j] = lj == kNegInf<T> ? T(0) : lj;
+    w.delta[j] = delta;
+  }
+
+  const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
+  for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
+    const int64_t kb = std::min(kBlockK, kend - k0), kr = round_up(kb, MR);
+    copy_rows(a.k, b, h, k0, kb, kr, d, dp, w.k);
+    copy_rows(a.v, b, h, k0, kb, kr, dvn, dvn, w.v);
+    // Pᵀ, recomputed from lse.
+    score_tiles(kn, a, q0, k0, kb, cols, d, w.k, dp, w.qt, a.scale, w.s);
+    apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
+    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift, static_cast<T*>(nullptr));
+    // dPᵀ = V·dOᵀ, then dSᵀ in place. NOTE: dS is 0 wherever P is, by a select: a skipped
+    // (hidden) tile of dP holds stale values, and a hidden NaN must not leak.
+    score_tiles(kn, a, q0, k0, kb, cols, dvn, w.v, dvn, w.dot, T(1), w.ds);
+    for (int64_t p = 0; p < kb; ++p) {
+      const T* pp = w.s + p * kBlockQ;
+      T* dsp = w.ds + p * kBlockQ;
+      for (int64_t j = 0; j < cols; ++j)
+        dsp[j] = pp[j] == T(0) ? T(0) : pp[j] * (dsp[j] - w.delta[j]);
+    }
+    // dV += Pᵀ·dO and dK += scale·dSᵀ·Q, A(i, p) = Sᵀ[i][p]; under causality key i is seen
+    // only from query i on, so the sum over queries starts there.
+    T* dkb = dk + k0 * d;
+    T* dvb = dv + k0 * dvn;
+    for (int64_t ip = 0; ip < kb; ip += MR) {
+      const int64_t start = a.causal ? std::clamp<int64_t>(k0 + ip - q0, 0, qb) : 0;
+      const int64_t kc = qb - start, m = std::min<int64_t>(MR, kb - ip);
+      if (kc == 0) continue;
+      for (int64_t jv = 0; jv < dvn; jv += NR)
+        tile_into(kn, kc, w.s + ip * kBlockQ + start, kBlockQ, 1, w.dout + start * dvp + jv, dvp,
+                  dvb + ip * dvn + jv, dvn, m, std::min<int64_t>(NR, dvn - jv), T(1), T(1));
+      for (int64_t jd = 0; jd < d; jd += NR)
+        tile_into(kn, kc, w.ds + ip * kBlockQ + start, kBlockQ, 1, w.q + start * dp + jd, dp,
+                  dkb + ip * d + jd, d, m, std::min<int64_t>(NR, d - jd), a.scale, T(1));
+    }
+    // dQ += scale·dS·K, A(i, p) = dSᵀ[p][i]; under causality query i stops at key i.
+    for (int64_t i0 = 0; i0 < qb; i0 += MR) {
+      const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
+      for (int64_t jd = 0; jd < dp; jd += NR)
+        kn.tile(kc, w.ds + i0, 1, kBlockQ, w.k + jd, dp, w.dq + i0 * dp + jd, dp, a.scale, T(1));
+    }
+  }
+  for (int64_t i = 0; i < qb; ++i) std::copy(w.dq + i * dp, w.dq + i * dp + d, dq + (q0 + i) * d);
+}
+
+}  // namespace
+
+template <typename T>
+void attention_forward(T* out, T* lse, const AttentionArgs<T>& a) {
+  const int64_t heads = a.b * a.h;
+  if (heads == 0 || a.tq == 0) return;
+  const AttentionKernels<T> kn = select_kernels<T>();
+  const int64_t qblocks = ceil_div(a.tq, kBlockQ), items = heads * qblocks;
+  const int nt = team_for(heads * a.tq * a.tk, items);
+  Carver<T> count(nullptr);
+  const int64_t per_thread = ForwardBuffers<T>::carve(count, a, nullptr);
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Carver<T> c(ws + per_thread * thread_id());
+    ForwardBuffers<T> w;
+    ForwardBuffers<T>::carve(c, a, &w);
+    // The last query blocks first: under causality they see the most keys, so the cheap ones
+    // are left to even out the threads' loads at the end.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t qi = qblocks - 1 - it / heads, bh = it % heads;
+      forward_block(out, lse, a, kn, bh / a.h, bh % a.h, qi * kBlockQ, w);
+    }
+  }
+}
+
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
+                        const AttentionArgs<T>& a, const AttentionOperand<T>& out,
+                        const AttentionOperand<T>& lse) {
+  const int64_t heads = a.b * a.h;
+  if (heads == 0) return;
+  std::fill(dk, dk + heads * a.tk * a.d, T(0));
+  std::fill(dv, dv + heads * a.tk * a.dv, T(0));
+  if (a.tq == 0) return;
+  const AttentionKernels<T> kn = select_kernels<T>();
+  const int64_t qblocks = ceil_div(a.tq, kBlockQ);
+  // A head is one thread's: its key gradients sum over query blocks in one fixed order, so the
+  // result does not depend on the thread count and no two threads write one row.
+  const int nt = team_for(heads * a.tq * a.tk, heads);
+  Carver<T> count(nullptr);
+  const int64_t per_thread = BackwardBuffers<T>::carve(count, a, nullptr);
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Carver<T> c(ws + per_thread * thread_id());
+    BackwardBuffers<T> w;
+    BackwardBuffers<T>::carve(c, a, &w);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < heads; ++bh)
+      for (int64_t qi = 0; qi < qblocks; ++qi)
+        backward_block(dq + bh * a.tq * a.d, dk + bh * a.tk * a.d, dv + bh * a.tk * a.dv, dout, a,
+                       out, lse, kn, bh / a.h, bh % a.h, qi * kBlockQ, w);
+  }
+}
+
+template void attention_forward<float>(float*, float*, const AttentionArgs<float>&);
+template void attention_forward<double>(double*, double*, const AttentionArgs<double>&);
+template void attention_backward<float>(float*, float*, float*, const AttentionOperand<float>&,
+                                        const AttentionArgs<float>&, const AttentionOperand<float>&,
+                                        const AttentionOperand<float>&);
+template void attention_backward<double>(double*, double*, double*, const AttentionOperand<double>&,
+                                         const AttentionArgs<double>&,
+                                         const AttentionOperand<double>&,
+                                         const AttentionOperand<double>&);
+
+const char* attention_isa() { return use_avx2() ? "avx2-fma" : "portable"; }
+
+void attention_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+
+}  // namespace engine::cpu

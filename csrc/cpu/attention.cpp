@@ -50,7 +50,7 @@ constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 // ---- Portable kernels ----------------------------------------------------------------------
 template <typename T>
 void tile_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
-                   T* c, int64_t ldc, T alpha, T beta) {
+                   T* c, int64_t ldc, T alpha, T beta, const T* row_beta) {
   constexpr int NR = detail::kAttnNR<T>;
   T acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p, a += a_cs, b += b_rs)
@@ -58,22 +58,47 @@ void tile_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* 
       const T ai = a[i * a_rs];
       for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
     }
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < MR; ++i) {
+    const T bi = row_beta ? row_beta[i] : beta;
     for (int j = 0; j < NR; ++j) {
       T r = alpha * acc[i][j];
-      if (beta != T(0)) r += beta * c[i * ldc + j];
+      if (row_beta || beta != T(0)) r += bi * c[i * ldc + j];
       c[i * ldc + j] = r;
     }
+  }
 }
 
 template <typename T>
-void exp_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift, T* colsum) {
-  for (int64_t p = 0; p < rows; ++p) {
-    T* x = s + p * ld;
-    for (int64_t j = 0; j < cols; ++j) x[j] = std::exp(x[j] - shift[j]);
-    if (colsum)
-      for (int64_t j = 0; j < cols; ++j) colsum[j] += x[j];
+void exp_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift) {
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t j = 0; j < cols; ++j) s[p * ld + j] = std::exp(s[p * ld + j] - shift[j]);
+}
+
+template <typename T>
+void softmax_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, T* l, T* alpha) {
+  for (int64_t j = 0; j < cols; ++j) alpha[j] = m[j];  // the old max, for now
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t j = 0; j < cols; ++j) m[j] = std::max(m[j], s[p * ld + j]);
+  T shift[detail::kAttnNR<T>];
+  for (int64_t j0 = 0; j0 < cols; j0 += detail::kAttnNR<T>) {
+    for (int j = 0; j < detail::kAttnNR<T>; ++j) {
+      const T mx = m[j0 + j];
+      shift[j] = mx == kNegInf<T> ? T(0) : mx;
+      alpha[j0 + j] = std::exp(alpha[j0 + j] - shift[j]);
+      l[j0 + j] *= alpha[j0 + j];
+    }
+    for (int64_t p = 0; p < rows; ++p)
+      for (int j = 0; j < detail::kAttnNR<T>; ++j) {
+        T& x = s[p * ld + j0 + j];
+        x = std::exp(x - shift[j]);
+        l[j0 + j] += x;
+      }
   }
+}
+
+template <typename T>
+AttentionKernels<T> portable_kernels() {
+  return {&tile_portable<T>, &exp_block_portable<T>, &softmax_block_portable<T>};
 }
 
 std::atomic<bool> g_force_portable{false};
@@ -86,7 +111,7 @@ AttentionKernels<T> select_kernels() {
     if constexpr (sizeof(T) == 4) return detail::attention_avx2_f32();
     else return detail::attention_avx2_f64();
   }
-  return {&tile_portable<T>, &exp_block_portable<T>};
+  return portable_kernels<T>();
 }
 
 // An m×n corner (m <= MR, n <= NR) of a tile whose C lives in the caller's array: the full-size
@@ -95,11 +120,11 @@ template <typename T>
 void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
                const T* b, int64_t b_rs, T* c, int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
   constexpr int NR = detail::kAttnNR<T>;
-  if (m == MR && n == NR) return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta);
+  if (m == MR && n == NR) return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, nullptr);
   alignas(64) T t[MR * NR] = {};
   if (beta != T(0))
     for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, t + i * NR);
-  kn.tile(kc, a, a_rs, a_cs, b, b_rs, t, NR, alpha, beta);
+  kn.tile(kc, a, a_rs, a_cs, b, b_rs, t, NR, alpha, beta, nullptr);
   for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + i * NR + n, c + i * ldc);
 }
 
@@ -184,7 +209,7 @@ void score_tiles(const AttentionKernels<T>& kn, const AttentionArgs<T>& a, int64
     for (int64_t ip = 0; ip < kb; ip += MR) {
       if (a.causal && k0 + ip > q0 + jp + NR - 1) break;  // every later key tile is hidden too
       kn.tile(kc, am + ip * ld_a, ld_a, 1, bt + jp, kBlockQ, s + ip * kBlockQ + jp, kBlockQ, alpha,
-              T(0));
+              T(0), nullptr);
     }
 }
 
@@ -206,6 +231,23 @@ void copy_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
   }
 }
 
+// Rows [t0, t0 + n) of an operand (x columns) for the block products, with their row stride in
+// *ld: in place when every tile reads only those rows and columns, else a zero-padded copy in buf.
+// As an A operand tiles read whole MR-row slices (n a multiple of MR); as a B operand whole
+// NR-column panels (x a multiple of NR).
+template <typename T>
+const T* block_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0, int64_t n,
+                    int64_t x, bool as_a, bool as_b, T* buf, int64_t* ld) {
+  constexpr int NR = detail::kAttnNR<T>;
+  if ((!as_a || n % MR == 0) && (!as_b || x % NR == 0)) {
+    *ld = src.st;
+    return row_of(src, b, h, t0);
+  }
+  *ld = as_b ? round_up(x, NR) : x;
+  copy_rows(src, b, h, t0, n, as_a ? round_up(n, MR) : n, x, *ld, buf);
+  return buf;
+}
+
 // The transpose of rows [t0, t0 + n): dst[x·kBlockQ + r], zero for r in n..kBlockQ-1.
 template <typename T>
 void copy_rows_transposed(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
@@ -223,13 +265,13 @@ void copy_rows_transposed(const AttentionOperand<T>& src, int64_t b, int64_t h, 
 // ---- Forward -------------------------------------------------------------------------------
 template <typename T>
 struct ForwardBuffers {
-  T *qt, *k, *v, *s, *o, *m, *l, *shift, *alpha;
+  T *qt, *k, *v, *s, *o, *m, *l, *alpha;
 
   static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, ForwardBuffers* w) {
     const int64_t dvp = round_up(a.dv, detail::kAttnNR<T>);
     ForwardBuffers x{c.take(a.d * kBlockQ), c.take(kBlockK * a.d), c.take(kBlockK * dvp),
                      c.take(kBlockK * kBlockQ), c.take(kBlockQ * dvp), c.take(kBlockQ),
-                     c.take(kBlockQ), c.take(kBlockQ), c.take(kBlockQ)};
+                     c.take(kBlockQ), c.take(kBlockQ)};
     if (w) *w = x;
     return c.used();
   }
@@ -250,37 +292,21 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
   const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
   for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
     const int64_t kb = std::min(kBlockK, kend - k0);
-    copy_rows(a.k, b, h, k0, kb, round_up(kb, MR), a.d, a.d, w.k);
-    copy_rows(a.v, b, h, k0, kb, kb, a.dv, dvp, w.v);
-    // Sᵀ = scale·K·Qᵀ, then the masks.
-    score_tiles(kn, a, q0, k0, kb, cols, a.d, w.k, a.d, w.qt, a.scale, w.s);
+    int64_t ldk, ldv;
+    const T* k = block_rows(a.k, b, h, k0, kb, a.d, true, false, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, a.dv, false, true, w.v, &ldv);
+    // Sᵀ = scale·K·Qᵀ, then the masks, then the online softmax step:
+    // m' = max(m, block max), P = exp(S - m'), l' = l·exp(m - m') + Σ P.
+    score_tiles(kn, a, q0, k0, kb, cols, a.d, k, ldk, w.qt, a.scale, w.s);
     apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
-
-    // Online softmax: m' = max(m, block max), P = exp(S - m'), l' = l·exp(m - m') + Σ P,
-    // O' = O·exp(m - m') + P·V.
-    // NOTE: while a query has seen only hidden keys its max is -inf; it is shifted by 0 instead,
-    // so exp(-inf - 0) = 0 gives P = 0 and alpha = 0 rather than exp(-inf + inf) = NaN.
-    std::copy(w.m, w.m + cols, w.shift);
-    for (int64_t p = 0; p < kb; ++p) {
-      const T* sp = w.s + p * kBlockQ;
-      for (int64_t j = 0; j < cols; ++j) w.shift[j] = std::max(w.shift[j], sp[j]);
-    }
-    for (int64_t j = 0; j < cols; ++j) {
-      const T mx = w.shift[j], sh = mx == kNegInf<T> ? T(0) : mx;
-      w.alpha[j] = std::exp(w.m[j] - sh);
-      w.l[j] *= w.alpha[j];
-      w.m[j] = mx;
-      w.shift[j] = sh;
-    }
-    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift, w.l);
-    for (int64_t i = 0; i < qb; ++i)
-      if (w.alpha[i] != T(1))
-        for (T *o = w.o + i * dvp, *e = o + dvp; o < e; ++o) *o *= w.alpha[i];
-    // O += P·V, A(i, p) = Sᵀ[p][i]; under causality query i stops at key i.
+    kn.softmax_block(w.s, kBlockQ, kb, cols, w.m, w.l, w.alpha);
+    // O' = O·exp(m - m') + P·V, A(i, p) = Sᵀ[p][i]; under causality query i stops at key i
+    // (a tile with no visible key still rescales its rows).
     for (int64_t i0 = 0; i0 < qb; i0 += MR) {
       const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
       for (int64_t jv = 0; jv < dvp; jv += NR)
-        kn.tile(kc, w.s + i0, 1, kBlockQ, w.v + jv, dvp, w.o + i0 * dvp + jv, dvp, T(1), T(1));
+        kn.tile(kc, w.s + i0, 1, kBlockQ, v + jv, ldv, w.o + i0 * dvp + jv, dvp, T(1), T(1),
+                w.alpha + i0);
     }
   }
 
@@ -345,8 +371,9 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
   copy_rows_transposed(a.q, b, h, q0, qb, d, w.qt);
   copy_rows_transposed(dout, b, h, q0, qb, dvn, w.dot);
-  copy_rows(a.q, b, h, q0, qb, qb, d, dp, w.q);
-  copy_rows(dout, b, h, q0, qb, qb, dvn, dvp, w.dout);
+  int64_t ldq, ldo;
+  const T* qrows = block_rows(a.q, b, h, q0, qb, d, false, true, w.q, &ldq);
+  const T* dorows = block_rows(dout, b, h, q0, qb, dvn, false, true, w.dout, &ldo);
   std::fill(w.dq, w.dq + kBlockQ * dp, T(0));
   for (int64_t j = 0; j < cols; ++j) {
     T lj = T(0), delta = T(0);
@@ -362,16 +389,17 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
 
   const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
   for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
-    const int64_t kb = std::min(kBlockK, kend - k0), kr = round_up(kb, MR);
-    copy_rows(a.k, b, h, k0, kb, kr, d, dp, w.k);
-    copy_rows(a.v, b, h, k0, kb, kr, dvn, dvn, w.v);
+    const int64_t kb = std::min(kBlockK, kend - k0);
+    int64_t ldk, ldv;
+    const T* k = block_rows(a.k, b, h, k0, kb, d, true, true, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, dvn, true, false, w.v, &ldv);
     // Pᵀ, recomputed from lse.
-    score_tiles(kn, a, q0, k0, kb, cols, d, w.k, dp, w.qt, a.scale, w.s);
+    score_tiles(kn, a, q0, k0, kb, cols, d, k, ldk, w.qt, a.scale, w.s);
     apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
-    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift, static_cast<T*>(nullptr));
+    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift);
     // dPᵀ = V·dOᵀ, then dSᵀ in place. NOTE: dS is 0 wherever P is, by a select: a skipped
     // (hidden) tile of dP holds stale values, and a hidden NaN must not leak.
-    score_tiles(kn, a, q0, k0, kb, cols, dvn, w.v, dvn, w.dot, T(1), w.ds);
+    score_tiles(kn, a, q0, k0, kb, cols, dvn, v, ldv, w.dot, T(1), w.ds);
     for (int64_t p = 0; p < kb; ++p) {
       const T* pp = w.s + p * kBlockQ;
       T* dsp = w.ds + p * kBlockQ;
@@ -387,17 +415,18 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
       const int64_t kc = qb - start, m = std::min<int64_t>(MR, kb - ip);
       if (kc == 0) continue;
       for (int64_t jv = 0; jv < dvn; jv += NR)
-        tile_into(kn, kc, w.s + ip * kBlockQ + start, kBlockQ, 1, w.dout + start * dvp + jv, dvp,
+        tile_into(kn, kc, w.s + ip * kBlockQ + start, kBlockQ, 1, dorows + start * ldo + jv, ldo,
                   dvb + ip * dvn + jv, dvn, m, std::min<int64_t>(NR, dvn - jv), T(1), T(1));
       for (int64_t jd = 0; jd < d; jd += NR)
-        tile_into(kn, kc, w.ds + ip * kBlockQ + start, kBlockQ, 1, w.q + start * dp + jd, dp,
+        tile_into(kn, kc, w.ds + ip * kBlockQ + start, kBlockQ, 1, qrows + start * ldq + jd, ldq,
                   dkb + ip * d + jd, d, m, std::min<int64_t>(NR, d - jd), a.scale, T(1));
     }
     // dQ += scale·dS·K, A(i, p) = dSᵀ[p][i]; under causality query i stops at key i.
     for (int64_t i0 = 0; i0 < qb; i0 += MR) {
       const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
       for (int64_t jd = 0; jd < dp; jd += NR)
-        kn.tile(kc, w.ds + i0, 1, kBlockQ, w.k + jd, dp, w.dq + i0 * dp + jd, dp, a.scale, T(1));
+        kn.tile(kc, w.ds + i0, 1, kBlockQ, k + jd, ldk, w.dq + i0 * dp + jd, dp, a.scale, T(1),
+                nullptr);
     }
   }
   for (int64_t i = 0; i < qb; ++i) std::copy(w.dq + i * dp, w.dq + i * dp + d, dq + (q0 + i) * d);
@@ -469,6 +498,11 @@ template void attention_backward<double>(double*, double*, double*, const Attent
                                          const AttentionArgs<double>&,
                                          const AttentionOperand<double>&,
                                          const AttentionOperand<double>&);
+
+namespace detail {
+AttentionKernels<float> attention_portable_f32() { return portable_kernels<float>(); }
+AttentionKernels<double> attention_portable_f64() { return portable_kernels<double>(); }
+}  // namespace detail
 
 const char* attention_isa() { return use_avx2() ? "avx2-fma" : "portable"; }
 

@@ -60,15 +60,24 @@ constexpr int kAttnNR = 64 / sizeof(T);
 
 template <typename T>
 struct AttentionKernels {
-  // c[i·ldc + j] = alpha·Σ_{p<kc} a[i·a_rs + p·a_cs]·b[p·b_rs + j] + beta·c[i·ldc + j] over one
-  // full MR×NR tile; beta == 0 never reads c.
+  // c[i·ldc + j] = alpha·Σ_{p<kc} a[i·a_rs + p·a_cs]·b[p·b_rs + j] + beta_i·c[i·ldc + j] over one
+  // full MR×NR tile, with beta_i = row_beta[i] when row_beta is not nullptr, else beta; a zero
+  // beta (not row_beta) never reads c.
   void (*tile)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
-               int64_t ldc, T alpha, T beta);
-  // s[p·ld + j] = exp(s[p·ld + j] - shift[j]) for p < rows, j < cols (cols a multiple of NR),
-  // and colsum[j] += Σ_p of the new values when colsum is not nullptr. exp(-inf) is exactly 0.
-  void (*exp_block)(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift, T* colsum);
+               int64_t ldc, T alpha, T beta, const T* row_beta);
+  // s[p·ld + j] = exp(s[p·ld + j] - shift[j]) for p < rows, j < cols (cols a multiple of NR).
+  // exp(-inf) is exactly 0.
+  void (*exp_block)(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift);
+  // One step of the online softmax over a score block s (rows × cols, keys × queries), for each
+  // query column j: m' = max(m, max_p s[p][j]), shift = m' (0 while m' = -inf, so that a query
+  // that has seen only hidden keys gets exp(-inf - 0) = 0, never NaN), alpha = exp(m - shift),
+  // s = exp(s - shift), l = alpha·l + Σ_p s; m becomes m'.
+  void (*softmax_block)(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, T* l, T* alpha);
 };
 
+// Defined in attention.cpp.
+AttentionKernels<float> attention_portable_f32();
+AttentionKernels<double> attention_portable_f64();
 // Defined in attention_avx2.cpp; call only when cpu_has_avx2_fma().
 AttentionKernels<float> attention_avx2_f32();
 AttentionKernels<double> attention_avx2_f64();

@@ -46,7 +46,7 @@ struct Vec<double> {
 // The MR×(2 vectors) tile: 12 accumulators + 2 B vectors + 1 broadcast fit the 16 ymm registers.
 template <typename T>
 void tile_6x2v(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
-               int64_t ldc, T alpha, T beta) {
+               int64_t ldc, T alpha, T beta, const T* row_beta) {
   using V = Vec<T>;
   using R = typename V::R;
   constexpr int L = V::kLanes, MR = kAttnMR;
@@ -65,14 +65,16 @@ void tile_6x2v(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, i
     a += a_cs;
     b += b_rs;
   }
-  const R va = V::set1(alpha), vb = V::set1(beta);
+  const R va = V::set1(alpha);
+  const bool read_c = row_beta || beta != T(0);
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) {
+    const R vb = V::set1(row_beta ? row_beta[i] : beta);
 #pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) {
       T* cp = c + i * ldc + v * L;
       R r = V::mul(va, acc[i][v]);
-      if (beta != T(0)) r = V::fma(vb, V::load(cp), r);
+      if (read_c) r = V::fma(vb, V::load(cp), r);
       V::store(cp, r);
     }
   }
@@ -104,41 +106,59 @@ __m256 exp_ps(__m256 x) {
   return _mm256_andnot_ps(underflow, y);
 }
 
-void exp_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, const float* shift,
-                   float* colsum) {
-  for (int64_t j = 0; j < cols; j += 16) {
-    const __m256 m0 = _mm256_loadu_ps(shift + j), m1 = _mm256_loadu_ps(shift + j + 8);
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+void exp_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, const float* shift) {
+  for (int64_t j = 0; j < cols; j += 8) {
+    const __m256 m = _mm256_loadu_ps(shift + j);
     float* x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld)
+      _mm256_storeu_ps(x, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x), m)));
+  }
+}
+
+void softmax_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, float* m, float* l,
+                       float* alpha) {
+  const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < cols; j += 16) {
+    float* x = s + j;
+    // NOTE: max(s, m) keeps m when s is NaN (the second operand wins), like std::max; a NaN
+    // score still reaches out through exp(NaN) below.
+    __m256 m0 = _mm256_loadu_ps(m + j), m1 = _mm256_loadu_ps(m + j + 8);
+    const __m256 old0 = m0, old1 = m1;
     for (int64_t p = 0; p < rows; ++p, x += ld) {
-      const __m256 e0 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x), m0));
-      const __m256 e1 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8), m1));
+      m0 = _mm256_max_ps(_mm256_loadu_ps(x), m0);
+      m1 = _mm256_max_ps(_mm256_loadu_ps(x + 8), m1);
+    }
+    _mm256_storeu_ps(m + j, m0);
+    _mm256_storeu_ps(m + j + 8, m1);
+    const __m256 sh0 = _mm256_andnot_ps(_mm256_cmp_ps(m0, neg_inf, _CMP_EQ_OQ), m0);
+    const __m256 sh1 = _mm256_andnot_ps(_mm256_cmp_ps(m1, neg_inf, _CMP_EQ_OQ), m1);
+    const __m256 a0 = exp_ps(_mm256_sub_ps(old0, sh0)), a1 = exp_ps(_mm256_sub_ps(old1, sh1));
+    _mm256_storeu_ps(alpha + j, a0);
+    _mm256_storeu_ps(alpha + j + 8, a1);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld) {
+      const __m256 e0 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x), sh0));
+      const __m256 e1 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8), sh1));
       _mm256_storeu_ps(x, e0);
       _mm256_storeu_ps(x + 8, e1);
       s0 = _mm256_add_ps(s0, e0);
       s1 = _mm256_add_ps(s1, e1);
     }
-    if (colsum) {
-      _mm256_storeu_ps(colsum + j, _mm256_add_ps(_mm256_loadu_ps(colsum + j), s0));
-      _mm256_storeu_ps(colsum + j + 8, _mm256_add_ps(_mm256_loadu_ps(colsum + j + 8), s1));
-    }
-  }
-}
-
-// float64 is the gradient-check dtype: the exact std::exp, speed is secondary.
-void exp_block_f64(double* s, int64_t ld, int64_t rows, int64_t cols, const double* shift,
-                   double* colsum) {
-  for (int64_t p = 0; p < rows; ++p) {
-    double* x = s + p * ld;
-    for (int64_t j = 0; j < cols; ++j) x[j] = std::exp(x[j] - shift[j]);
-    if (colsum)
-      for (int64_t j = 0; j < cols; ++j) colsum[j] += x[j];
+    _mm256_storeu_ps(l + j, _mm256_fmadd_ps(a0, _mm256_loadu_ps(l + j), s0));
+    _mm256_storeu_ps(l + j + 8, _mm256_fmadd_ps(a1, _mm256_loadu_ps(l + j + 8), s1));
   }
 }
 
 }  // namespace
 
-AttentionKernels<float> attention_avx2_f32() { return {&tile_6x2v<float>, &exp_block_f32}; }
-AttentionKernels<double> attention_avx2_f64() { return {&tile_6x2v<double>, &exp_block_f64}; }
+// float64 is the gradient-check dtype: its exp is the exact std::exp of the portable kernels.
+AttentionKernels<float> attention_avx2_f32() {
+  return {&tile_6x2v<float>, &exp_block_f32, &softmax_block_f32};
+}
+AttentionKernels<double> attention_avx2_f64() {
+  const AttentionKernels<double> portable = attention_portable_f64();
+  return {&tile_6x2v<double>, portable.exp_block, portable.softmax_block};
+}
 
 }  // namespace engine::cpu::detail

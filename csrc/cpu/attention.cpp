@@ -32,7 +32,11 @@ constexpr int MR = detail::kAttnMR;
 //      no tile straddles a block edge.
 //  kBlockK = 48 keys: the score block (48×96, 18 KiB), one 16-query panel of Qᵀ (4 KiB) and one
 //      MR-key slice of K (1.5 KiB) fit L1 while the score tiles run; a multiple of MR.
-constexpr int64_t kBlockQ = 96, kBlockK = 48;
+#ifndef ATTN_BQ
+#define ATTN_BQ 96
+#define ATTN_BK 48
+#endif
+constexpr int64_t kBlockQ = ATTN_BQ, kBlockK = ATTN_BK;
 static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnNR<float> == 0 &&
                   kBlockQ % detail::kAttnNR<double> == 0 && kBlockK % MR == 0,
               "blocks hold whole tiles");

@@ -135,7 +135,10 @@ double check_scale(const py::object& scale, int64_t d, const std::string& op) {
     if (d == 0) throw std::invalid_argument(op + ": head size D = 0 needs an explicit scale");
     return 1.0 / std::sqrt(static_cast<double>(d));
   }
-  const double s = py::float_(scale).cast<double>();  // float(scale): TypeError if not a number
+  if (!PyNumber_Check(scale.ptr()) || py::isinstance<py::str>(scale))
+    throw py::type_error(op + ": scale must be a number or None, got " +
+                         py::str(py::type::of(scale)).cast<std::string>());
+  const double s = py::float_(scale).cast<double>();
   if (!std::isfinite(s))
     throw std::invalid_argument(op + ": scale must be finite, got " + std::to_string(s));
   return s;

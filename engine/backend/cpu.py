@@ -182,6 +182,7 @@ def _attention_mask(mask, dtype):
     so a cast copies only the distinct values (the kernel broadcasts size-1 dims itself)."""
     if mask is None or mask.dtype == np.bool_:
         return mask
+    mask = np.asarray(mask)
     distinct = mask[tuple(slice(0, 1) if st == 0 else slice(None) for st in mask.strides)]
     return distinct.astype(dtype, copy=False)
 

@@ -21,7 +21,7 @@ SHAPES = [  # B, H, Tq, Tk, D, Dv
     (2, 3, 1, 5, 4, 4),        # one query
     (1, 2, 17, 17, 1, 3),      # D = 1
     (2, 2, 33, 47, 80, 80),    # D = 80: a partial 16-wide panel
-    (1, 2, 129, 129, 64, 64),  # past one query block (96) and several key blocks (48)
+    (1, 2, 129, 129, 64, 64),  # past one query block and one key block (96 each)
     (1, 1, 250, 77, 16, 24),   # Tq > Tk
     (1, 1, 77, 250, 16, 24),   # Tq < Tk
     (1, 1, 5, 300, 7, 9),

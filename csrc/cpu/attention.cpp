@@ -30,13 +30,11 @@ constexpr int MR = detail::kAttnMR;
 //  kBlockQ = 96 queries: the Qᵀ block (D×96, 24 KiB) and the output accumulator (96×Dv, 24 KiB)
 //      stay in L2 while all key blocks pass; a multiple of MR and of both NR (16 fp32, 8 fp64), so
 //      no tile straddles a block edge.
-//  kBlockK = 48 keys: the score block (48×96, 18 KiB), one 16-query panel of Qᵀ (4 KiB) and one
-//      MR-key slice of K (1.5 KiB) fit L1 while the score tiles run; a multiple of MR.
-#ifndef ATTN_BQ
-#define ATTN_BQ 96
-#define ATTN_BK 48
-#endif
-constexpr int64_t kBlockQ = ATTN_BQ, kBlockK = ATTN_BK;
+//  kBlockK = 96 keys: the reduction length of the P·V tiles, long enough that their epilogue
+//      (reading and writing the 6×16 accumulator) costs a few percent; the score block (96×96,
+//      36 KiB) lives between L1 and L2, while the tiles that fill it keep their 16-query panel
+//      of Qᵀ (4 KiB) in L1 and stream K past it. A multiple of MR.
+constexpr int64_t kBlockQ = 96, kBlockK = 96;
 static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnNR<float> == 0 &&
                   kBlockQ % detail::kAttnNR<double> == 0 && kBlockK % MR == 0,
               "blocks hold whole tiles");
@@ -101,8 +99,20 @@ void softmax_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, 
 }
 
 template <typename T>
+void dscores_block_portable(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols,
+                            const T* delta) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const T pj = p[r * ld + j];
+      T& d = ds[r * ld + j];
+      d = pj == T(0) ? T(0) : pj * (d - delta[j]);
+    }
+}
+
+template <typename T>
 AttentionKernels<T> portable_kernels() {
-  return {&tile_portable<T>, &exp_block_portable<T>, &softmax_block_portable<T>};
+  return {&tile_portable<T>, &exp_block_portable<T>, &softmax_block_portable<T>,
+          &dscores_block_portable<T>};
 }
 
 std::atomic<bool> g_force_portable{false};
@@ -404,12 +414,7 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
     // dPᵀ = V·dOᵀ, then dSᵀ in place. NOTE: dS is 0 wherever P is, by a select: a skipped
     // (hidden) tile of dP holds stale values, and a hidden NaN must not leak.
     score_tiles(kn, a, q0, k0, kb, cols, dvn, v, ldv, w.dot, T(1), w.ds);
-    for (int64_t p = 0; p < kb; ++p) {
-      const T* pp = w.s + p * kBlockQ;
-      T* dsp = w.ds + p * kBlockQ;
-      for (int64_t j = 0; j < cols; ++j)
-        dsp[j] = pp[j] == T(0) ? T(0) : pp[j] * (dsp[j] - w.delta[j]);
-    }
+    kn.dscores_block(w.s, w.ds, kBlockQ, kb, cols, w.delta);
     // dV += Pᵀ·dO and dK += scale·dSᵀ·Q, A(i, p) = Sᵀ[i][p]; under causality key i is seen
     // only from query i on, so the sum over queries starts there.
     T* dkb = dk + k0 * d;

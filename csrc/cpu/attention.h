@@ -73,6 +73,9 @@ struct AttentionKernels {
   // that has seen only hidden keys gets exp(-inf - 0) = 0, never NaN), alpha = exp(m - shift),
   // s = exp(s - shift), l = alpha·l + Σ_p s; m becomes m'.
   void (*softmax_block)(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, T* l, T* alpha);
+  // The softmax backward on a block: ds = p == 0 ? 0 : p·(ds - delta[j]) over rows × cols, a
+  // select so that a zero probability (a hidden score) never lets a NaN or stale dP through.
+  void (*dscores_block)(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols, const T* delta);
 };
 
 // Defined in attention.cpp.

@@ -150,15 +150,27 @@ void softmax_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, float* 
   }
 }
 
+void dscores_block_f32(const float* p, float* ds, int64_t ld, int64_t rows, int64_t cols,
+                       const float* delta) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; j += 8) {
+      const __m256 pj = _mm256_loadu_ps(p + r * ld + j);
+      float* d = ds + r * ld + j;
+      const __m256 g = _mm256_mul_ps(pj, _mm256_sub_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(delta + j)));
+      _mm256_storeu_ps(d, _mm256_andnot_ps(_mm256_cmp_ps(pj, zero, _CMP_EQ_OQ), g));
+    }
+}
+
 }  // namespace
 
 // float64 is the gradient-check dtype: its exp is the exact std::exp of the portable kernels.
 AttentionKernels<float> attention_avx2_f32() {
-  return {&tile_6x2v<float>, &exp_block_f32, &softmax_block_f32};
+  return {&tile_6x2v<float>, &exp_block_f32, &softmax_block_f32, &dscores_block_f32};
 }
 AttentionKernels<double> attention_avx2_f64() {
   const AttentionKernels<double> portable = attention_portable_f64();
-  return {&tile_6x2v<double>, portable.exp_block, portable.softmax_block};
+  return {&tile_6x2v<double>, portable.exp_block, portable.softmax_block, portable.dscores_block};
 }
 
 }  // namespace engine::cpu::detail

@@ -209,10 +209,14 @@ def test_strided_inputs_match_their_copies(isa, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_one_and_two_threads_give_the_same_bits(threads, is_causal, dtype):
+@pytest.mark.parametrize("shape", [
+    (2, 3, 200, 150, 32, 40),  # a head per thread: one backward pass
+    (1, 1, 300, 250, 32, 40),  # fewer heads than threads: key blocks, then query blocks
+])
+def test_one_and_two_threads_give_the_same_bits(threads, shape, is_causal, dtype):
     rng = np.random.default_rng(7)
-    q, k, v, dout = inputs(rng, 2, 3, 200, 150, 32, 40, dtype)
-    mask = rng.standard_normal((200, 150)).astype(dtype)
+    q, k, v, dout = inputs(rng, *shape, dtype)
+    mask = rng.standard_normal(shape[2:4]).astype(dtype)
     results = []
     for n in (1, 2):
         _C.set_num_threads(n)

@@ -374,12 +374,15 @@ struct BackwardBuffers {
 // block: in the forward pass S = scale·Q·Kᵀ (+ mask) and O = softmax(S)·V, so now
 //   P = exp(S - lse), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP - rowsum(dO∘O)),
 //   dQ += scale·dS·K, dK += scale·dSᵀ·Q.
-// dk and dv are this head's rows (accumulated: zero them first); dQ is written whole.
+// Only keys [k_lo, k_hi) are walked; dk and dv (this head's rows, accumulated: zero them first)
+// are updated when want_dkdv, and dq (this head's rows) is written whole when want_dq, which
+// needs every key (k_lo = 0, k_hi = Tk). Either way each block's arithmetic is the same.
 template <typename T>
 void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
                     const AttentionArgs<T>& a, const AttentionOperand<T>& out,
                     const AttentionOperand<T>& lse, const AttentionKernels<T>& kn, int64_t b,
-                    int64_t h, int64_t q0, const BackwardBuffers<T>& w) {
+                    int64_t h, int64_t q0, int64_t k_lo, int64_t k_hi, bool want_dkdv,
+                    bool want_dq, const BackwardBuffers<T>& w) {
   constexpr int NR = detail::kAttnNR<T>;
   const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
   const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
@@ -401,8 +404,8 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
     w.delta[j] = delta;
   }
 
-  const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
-  for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
+  const int64_t kend = std::min(k_hi, a.causal ? std::min(a.tk, q0 + qb) : a.tk);
+  for (int64_t k0 = k_lo; k0 < kend; k0 += kBlockK) {
     const int64_t kb = std::min(kBlockK, kend - k0);
     int64_t ldk, ldv;
     const T* k = block_rows(a.k, b, h, k0, kb, d, true, true, w.k, &ldk);
@@ -419,7 +422,7 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
     // only from query i on, so the sum over queries starts there.
     T* dkb = dk + k0 * d;
     T* dvb = dv + k0 * dvn;
-    for (int64_t ip = 0; ip < kb; ip += MR) {
+    for (int64_t ip = 0; want_dkdv && ip < kb; ip += MR) {
       const int64_t start = a.causal ? std::clamp<int64_t>(k0 + ip - q0, 0, qb) : 0;
       const int64_t kc = qb - start, m = std::min<int64_t>(MR, kb - ip);
       if (kc == 0) continue;
@@ -431,14 +434,16 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
                   dkb + ip * d + jd, d, m, std::min<int64_t>(NR, d - jd), a.scale, T(1));
     }
     // dQ += scale·dS·K, A(i, p) = dSᵀ[p][i]; under causality query i stops at key i.
-    for (int64_t i0 = 0; i0 < qb; i0 += MR) {
+    for (int64_t i0 = 0; want_dq && i0 < qb; i0 += MR) {
       const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
       for (int64_t jd = 0; jd < dp; jd += NR)
         kn.tile(kc, w.ds + i0, 1, kBlockQ, k + jd, ldk, w.dq + i0 * dp + jd, dp, a.scale, T(1),
                 nullptr);
     }
   }
-  for (int64_t i = 0; i < qb; ++i) std::copy(w.dq + i * dp, w.dq + i * dp + d, dq + (q0 + i) * d);
+  if (want_dq)
+    for (int64_t i = 0; i < qb; ++i)
+      std::copy(w.dq + i * dp, w.dq + i * dp + d, dq + (q0 + i) * d);
 }
 
 }  // namespace
@@ -478,23 +483,46 @@ void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   std::fill(dv, dv + heads * a.tk * a.dv, T(0));
   if (a.tq == 0) return;
   const AttentionKernels<T> kn = select_kernels<T>();
-  const int64_t qblocks = ceil_div(a.tq, kBlockQ);
-  // A head is one thread's: its key gradients sum over query blocks in one fixed order, so the
-  // result does not depend on the thread count and no two threads write one row.
-  const int nt = team_for(heads * a.tq * a.tk, heads);
+  const int64_t qblocks = ceil_div(a.tq, kBlockQ), kblocks = ceil_div(a.tk, kBlockK);
+  // With at least a head per thread, a head is one thread's and gets one pass. With fewer heads
+  // than threads, the key gradients are split by key block (each over all its query blocks) and
+  // dQ by query block (over all key blocks) in a second pass that recomputes the probabilities.
+  // Either way every gradient row sums its blocks in one fixed order with the same arithmetic,
+  // so the result does not depend on the thread count, and no two threads write one row.
+  const int nt = team_for(heads * a.tq * a.tk, std::max(heads, qblocks * heads));
+  const bool by_head = heads >= nt;
   Carver<T> count(nullptr);
   const int64_t per_thread = BackwardBuffers<T>::carve(count, a, nullptr);
   T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
+  auto head_dq = [&](int64_t bh) { return dq + bh * a.tq * a.d; };
+  auto head_dk = [&](int64_t bh) { return dk + bh * a.tk * a.d; };
+  auto head_dv = [&](int64_t bh) { return dv + bh * a.tk * a.dv; };
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Carver<T> c(ws + per_thread * thread_id());
     BackwardBuffers<T> w;
     BackwardBuffers<T>::carve(c, a, &w);
+    if (by_head) {
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t bh = 0; bh < heads; ++bh)
-      for (int64_t qi = 0; qi < qblocks; ++qi)
-        backward_block(dq + bh * a.tq * a.d, dk + bh * a.tk * a.d, dv + bh * a.tk * a.dv, dout, a,
-                       out, lse, kn, bh / a.h, bh % a.h, qi * kBlockQ, w);
+      for (int64_t bh = 0; bh < heads; ++bh)
+        for (int64_t qi = 0; qi < qblocks; ++qi)
+          backward_block(head_dq(bh), head_dk(bh), head_dv(bh), dout, a, out, lse, kn, bh / a.h,
+                         bh % a.h, qi * kBlockQ, 0, a.tk, true, true, w);
+    } else {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < heads * kblocks; ++it) {
+        const int64_t bh = it / kblocks, k0 = it % kblocks * kBlockK;
+        // under causality the query blocks that end before k0 see none of its keys
+        for (int64_t qi = a.causal ? k0 / kBlockQ : 0; qi < qblocks; ++qi)
+          backward_block(head_dq(bh), head_dk(bh), head_dv(bh), dout, a, out, lse, kn, bh / a.h,
+                         bh % a.h, qi * kBlockQ, k0, k0 + kBlockK, true, false, w);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < heads * qblocks; ++it)
+        backward_block(head_dq(it / qblocks), head_dk(it / qblocks), head_dv(it / qblocks), dout, a,
+                       out, lse, kn, it / qblocks / a.h, it / qblocks % a.h,
+                       it % qblocks * kBlockQ, 0, a.tk, false, true, w);
+    }
   }
 }
 

@@ -4,8 +4,9 @@
 // on an MR×NR register tile (attention_avx2.cpp, or the portable one below).
 //
 // Layout of a score block: keys are rows and queries columns (Sᵀ, ld = kBlockQ), so per-query
-// quantities (running max, sum, lse, rowsum(dO∘O)) are vectors along a row and every product
-// reads its operands in place: Sᵀ = K·Qᵀ, O += P·V with A(i, p) = Sᵀ[p][i], dV += Pᵀ·dO, ...
+// quantities (running max, sum, lse, rowsum(dO∘O)) are vectors along a row, and the products
+// read K, V, Q, dO in place (a zero-padded copy only at ragged edges) plus one transposed copy of
+// the query block: Sᵀ = K·Qᵀ, O += P·V with A(i, p) = Sᵀ[p][i], dV += Pᵀ·dO, ...
 #include "cpu/attention.h"
 
 #include <algorithm>
@@ -134,7 +135,8 @@ template <typename T>
 void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
                const T* b, int64_t b_rs, T* c, int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
   constexpr int NR = detail::kAttnNR<T>;
-  if (m == MR && n == NR) return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, nullptr);
+  if (m == MR && n == NR)
+    return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, nullptr);
   alignas(64) T t[MR * NR] = {};
   if (beta != T(0))
     for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, t + i * NR);

@@ -101,7 +101,8 @@ __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  const __m256i e = _mm256_slli_epi32(biased, 23);
   const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   return _mm256_andnot_ps(underflow, y);
 }
@@ -157,7 +158,8 @@ void dscores_block_f32(const float* p, float* ds, int64_t ld, int64_t rows, int6
     for (int64_t j = 0; j < cols; j += 8) {
       const __m256 pj = _mm256_loadu_ps(p + r * ld + j);
       float* d = ds + r * ld + j;
-      const __m256 g = _mm256_mul_ps(pj, _mm256_sub_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(delta + j)));
+      const __m256 dp = _mm256_sub_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(delta + j));
+      const __m256 g = _mm256_mul_ps(pj, dp);
       _mm256_storeu_ps(d, _mm256_andnot_ps(_mm256_cmp_ps(pj, zero, _CMP_EQ_OQ), g));
     }
 }

@@ -155,7 +155,8 @@ cpu::AttentionArgs<T> make_args(const Sizes& s, double scale, bool causal,
 template <typename T>
 py::tuple run_forward(const Sizes& s, double scale, bool causal, const cpu::AttentionMask& mask,
                       const py::array& q, const py::array& k, const py::array& v) {
-  const cpu::AttentionArgs<T> a = make_args<T>(s, scale, causal, mask, q, k, v, "attention_forward");
+  const cpu::AttentionArgs<T> a =
+      make_args<T>(s, scale, causal, mask, q, k, v, "attention_forward");
   py::array_t<T> out({s.b, s.h, s.tq, s.dv}), lse({s.b, s.h, s.tq});
   T* po = out.mutable_data();
   T* pl = lse.mutable_data();

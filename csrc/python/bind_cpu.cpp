@@ -20,4 +20,5 @@ PYBIND11_MODULE(_C, m) {
   engine::bind_elementwise(m);
   engine::bind_gemm(m);
   engine::bind_conv(m);
+  engine::bind_attention(m);
 }

@@ -4,6 +4,7 @@
 
 namespace engine {
 void bind_conv(pybind11::module_& m);
+void bind_attention(pybind11::module_& m);
 void bind_elementwise(pybind11::module_& m);
 void bind_gemm(pybind11::module_& m);
 }  // namespace engine

@@ -211,6 +211,47 @@ def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, de
                        weight_decay, decoupled)
 
 
+# ---- attention ------------------------------------------------------------------------------
+def _attention_operand(x, dtype):
+    """x as dtype with a unit stride in its last dim; the kernel reads its other strides in place,
+    so a head-transposed (B, T, H, D) -> (B, H, T, D) view is not copied."""
+    x = x.astype(dtype, copy=False)
+    if not x.flags.aligned or (x.ndim == 4 and x.shape[-1] > 1 and x.strides[-1] != x.itemsize):
+        x = np.ascontiguousarray(x)
+    return x
+
+
+def _attention_mask(mask, dtype):
+    """A bool mask as it is; a float one in dtype, its broadcast (stride 0) dims cut to size 1 first
+    so a cast copies only the distinct values (the kernel broadcasts size-1 dims itself)."""
+    if mask is None or mask.dtype == np.bool_:
+        return mask
+    mask = np.asarray(mask)
+    distinct = mask[tuple(slice(0, 1) if st == 0 else slice(None) for st in mask.strides)]
+    return distinct.astype(dtype, copy=False)
+
+
+def _attention_native(dtype, mask):
+    return dtype in _FUSED_DTYPES and (mask is None or mask.dtype == np.bool_ or mask.dtype.kind == "f")
+
+
+def attention_forward(q, k, v, mask=None, is_causal=False, scale=None):
+    dtype = np.result_type(q, k, v)
+    if not _attention_native(dtype, mask):
+        return numpy_ref.attention_forward(q, k, v, mask, is_causal, scale)
+    q, k, v = (_attention_operand(x, dtype) for x in (q, k, v))
+    return _C.attention_forward(q, k, v, _attention_mask(mask, dtype), bool(is_causal), scale)
+
+
+def attention_backward(dout, q, k, v, out, lse, mask=None, is_causal=False, scale=None):
+    dtype = np.result_type(dout, q, k, v)
+    if not _attention_native(dtype, mask):
+        return numpy_ref.attention_backward(dout, q, k, v, out, lse, mask, is_causal, scale)
+    dout, q, k, v, out, lse = (_attention_operand(x, dtype) for x in (dout, q, k, v, out, lse))
+    return _C.attention_backward(dout, q, k, v, out, lse, _attention_mask(mask, dtype),
+                                 bool(is_causal), scale)
+
+
 def _overrides():
     if _C is None:
         return {}
@@ -231,6 +272,8 @@ def _overrides():
         "gelu_forward": gelu_forward,
         "gelu_backward": gelu_backward,
         "dropout_mask": dropout_mask,
+        "attention_forward": attention_forward,
+        "attention_backward": attention_backward,
     }
 
 

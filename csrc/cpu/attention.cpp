@@ -1,0 +1,550 @@
+// CPU attention driver, flash style: for each (batch, head, block of queries) the keys and values
+// are walked in blocks with the online softmax, so only a score block per thread ever exists; the
+// backward recomputes each block's probabilities from the saved log-sum-exp. Block products run
+// on an MR×NR register tile (attention_avx2.cpp, or the portable one below).
+//
+// Layout of a score block: keys are rows and queries columns (Sᵀ, ld = kBlockQ), so per-query
+// quantities (running max, sum, lse, rowsum(dO∘O)) are vectors along a row, and the products
+// read K, V, Q, dO in place (a zero-padded copy only at ragged edges) plus one transposed copy of
+// the query block: Sᵀ = K·Qᵀ, O += P·V with A(i, p) = Sᵀ[p][i], dV += Pᵀ·dO, ...
+#include "cpu/attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "common/cpu_features.h"
+#include "common/parallel.h"
+
+namespace engine::cpu {
+namespace {
+
+using detail::AttentionKernels;
+constexpr int MR = detail::kAttnMR;
+
+// ---- Blocking ------------------------------------------------------------------------------
+// NOTE: sized for AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core) at D = Dv = 64 in float32:
+//  kBlockQ = 96 queries: the Qᵀ block (D×96, 24 KiB) and the output accumulator (96×Dv, 24 KiB)
+//      stay in L2 while all key blocks pass; a multiple of MR and of both NR (16 fp32, 8 fp64), so
+//      no tile straddles a block edge.
+//  kBlockK = 96 keys: the reduction length of the P·V tiles, long enough that their epilogue
+//      (reading and writing the 6×16 accumulator) costs a few percent; the score block (96×96,
+//      36 KiB) lives between L1 and L2, while the tiles that fill it keep their 16-query panel
+//      of Qᵀ (4 KiB) in L1 and stream K past it. A multiple of MR.
+constexpr int64_t kBlockQ = 96, kBlockK = 96;
+static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnNR<float> == 0 &&
+                  kBlockQ % detail::kAttnNR<double> == 0 && kBlockK % MR == 0,
+              "blocks hold whole tiles");
+
+// Below this many scores (B·H·Tq·Tk) one thread does everything: waking a team costs a few
+// microseconds, about what a second thread saves on a problem this small.
+constexpr int64_t kSerialScores = int64_t{1} << 14;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+template <typename T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// ---- Portable kernels ----------------------------------------------------------------------
+template <typename T>
+void tile_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
+                   T* c, int64_t ldc, T alpha, T beta, const T* row_beta) {
+  constexpr int NR = detail::kAttnNR<T>;
+  T acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p, a += a_cs, b += b_rs)
+    for (int i = 0; i < MR; ++i) {
+      const T ai = a[i * a_rs];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+  for (int i = 0; i < MR; ++i) {
+    const T bi = row_beta ? row_beta[i] : beta;
+    for (int j = 0; j < NR; ++j) {
+      T r = alpha * acc[i][j];
+      if (row_beta || beta != T(0)) r += bi * c[i * ldc + j];
+      c[i * ldc + j] = r;
+    }
+  }
+}
+
+template <typename T>
+void exp_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift) {
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t j = 0; j < cols; ++j) s[p * ld + j] = std::exp(s[p * ld + j] - shift[j]);
+}
+
+template <typename T>
+void softmax_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, T* l, T* alpha) {
+  for (int64_t j = 0; j < cols; ++j) alpha[j] = m[j];  // the old max, for now
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t j = 0; j < cols; ++j) m[j] = std::max(m[j], s[p * ld + j]);
+  T shift[detail::kAttnNR<T>];
+  for (int64_t j0 = 0; j0 < cols; j0 += detail::kAttnNR<T>) {
+    for (int j = 0; j < detail::kAttnNR<T>; ++j) {
+      const T mx = m[j0 + j];
+      shift[j] = mx == kNegInf<T> ? T(0) : mx;
+      alpha[j0 + j] = std::exp(alpha[j0 + j] - shift[j]);
+      l[j0 + j] *= alpha[j0 + j];
+    }
+    for (int64_t p = 0; p < rows; ++p)
+      for (int j = 0; j < detail::kAttnNR<T>; ++j) {
+        T& x = s[p * ld + j0 + j];
+        x = std::exp(x - shift[j]);
+        l[j0 + j] += x;
+      }
+  }
+}
+
+template <typename T>
+void dscores_block_portable(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols,
+                            const T* delta) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const T pj = p[r * ld + j];
+      T& d = ds[r * ld + j];
+      d = pj == T(0) ? T(0) : pj * (d - delta[j]);
+    }
+}
+
+template <typename T>
+AttentionKernels<T> portable_kernels() {
+  return {&tile_portable<T>, &exp_block_portable<T>, &softmax_block_portable<T>,
+          &dscores_block_portable<T>};
+}
+
+std::atomic<bool> g_force_portable{false};
+
+bool use_avx2() { return !g_force_portable.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+
+template <typename T>
+AttentionKernels<T> select_kernels() {
+  if (use_avx2()) {
+    if constexpr (sizeof(T) == 4) return detail::attention_avx2_f32();
+    else return detail::attention_avx2_f64();
+  }
+  return portable_kernels<T>();
+}
+
+// An m×n corner (m <= MR, n <= NR) of a tile whose C lives in the caller's array: the full-size
+// kernel runs on a stack tile, so edge elements get exactly the arithmetic of interior ones.
+template <typename T>
+void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
+               const T* b, int64_t b_rs, T* c, int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
+  constexpr int NR = detail::kAttnNR<T>;
+  if (m == MR && n == NR)
+    return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, nullptr);
+  alignas(64) T t[MR * NR] = {};
+  if (beta != T(0))
+    for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, t + i * NR);
+  kn.tile(kc, a, a_rs, a_cs, b, b_rs, t, NR, alpha, beta, nullptr);
+  for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + i * NR + n, c + i * ldc);
+}
+
+// ---- Workspace -----------------------------------------------------------------------------
+// Per calling thread, grown on demand and kept: a fresh allocation per call would page-fault
+// through its blocks every time. Holds one set of block buffers per thread of the team.
+class Workspace {
+ public:
+  ~Workspace() { std::free(p_); }
+  void* get(size_t bytes) {
+    if (bytes > size_) {
+      std::free(p_);
+      size_ = 0;
+      p_ = std::aligned_alloc(64, static_cast<size_t>(round_up(static_cast<int64_t>(bytes), 64)));
+      if (!p_) throw std::bad_alloc();
+      size_ = bytes;
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t size_ = 0;
+};
+thread_local Workspace t_workspace;
+
+// Carves consecutive 64-byte aligned buffers out of one block of memory (or only counts them).
+template <typename T>
+class Carver {
+ public:
+  explicit Carver(T* base) : base_(base) {}
+  T* take(int64_t n) {
+    T* p = base_ ? base_ + used_ : nullptr;
+    used_ += round_up(std::max<int64_t>(n, 1), 64 / sizeof(T));
+    return p;
+  }
+  int64_t used() const { return used_; }
+
+ private:
+  T* base_;
+  int64_t used_ = 0;
+};
+
+// ---- Masks ---------------------------------------------------------------------------------
+// Hides or shifts the scores of one block: Sᵀ[p][j] is key k0+p against query q0+j. A bool mask
+// hides with -inf (a select, so a NaN score that is masked out never leaks), a float mask is
+// added, and causality hides keys after the query. Causal hiding covers all `cols` columns, so
+// score tiles skipped as wholly hidden need no other fill.
+template <typename T>
+void apply_masks(const AttentionArgs<T>& a, int64_t b, int64_t h, int64_t q0, int64_t qb,
+                 int64_t k0, int64_t kb, int64_t cols, T* s) {
+  const AttentionMask& m = a.mask;
+  if (m.data) {
+    const int64_t base = b * m.sb + h * m.sh + q0 * m.sq;
+    for (int64_t p = 0; p < kb; ++p) {
+      T* sp = s + p * kBlockQ;
+      const int64_t off = base + (k0 + p) * m.sk;
+      if (m.is_bool) {
+        const uint8_t* row = static_cast<const uint8_t*>(m.data) + off;
+        for (int64_t j = 0; j < qb; ++j)
+          if (!row[j * m.sq]) sp[j] = kNegInf<T>;
+      } else {
+        const T* row = static_cast<const T*>(m.data) + off;
+        for (int64_t j = 0; j < qb; ++j) sp[j] += row[j * m.sq];
+      }
+    }
+  }
+  if (a.causal)
+    for (int64_t p = 0; p < kb; ++p)
+      std::fill(s + p * kBlockQ, s + p * kBlockQ + std::clamp<int64_t>(k0 + p - q0, 0, cols),
+                kNegInf<T>);
+}
+
+// Sᵀ = alpha·A·Bᵀ for a score-shaped block: A (keys × kc, rows ld_a, zero past kb up to MR),
+// Bᵀ (kc × kBlockQ, row stride kBlockQ). Tiles wholly above the causal diagonal are skipped.
+template <typename T>
+void score_tiles(const AttentionKernels<T>& kn, const AttentionArgs<T>& a, int64_t q0, int64_t k0,
+                 int64_t kb, int64_t cols, int64_t kc, const T* am, int64_t ld_a, const T* bt,
+                 T alpha, T* s) {
+  constexpr int NR = detail::kAttnNR<T>;
+  for (int64_t jp = 0; jp < cols; jp += NR)
+    for (int64_t ip = 0; ip < kb; ip += MR) {
+      if (a.causal && k0 + ip > q0 + jp + NR - 1) break;  // every later key tile is hidden too
+      kn.tile(kc, am + ip * ld_a, ld_a, 1, bt + jp, kBlockQ, s + ip * kBlockQ + jp, kBlockQ, alpha,
+              T(0), nullptr);
+    }
+}
+
+// Row `t` of a (B, H, T, X) operand.
+template <typename T>
+const T* row_of(const AttentionOperand<T>& x, int64_t b, int64_t h, int64_t t) {
+  return x.data + b * x.sb + h * x.sh + t * x.st;
+}
+
+// Rows [t0, t0 + n) of an operand copied to dst (row stride ld >= x), zero in columns x..ld-1
+// and in rows n..n_pad-1.
+template <typename T>
+void copy_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0, int64_t n,
+               int64_t n_pad, int64_t x, int64_t ld, T* dst) {
+  for (int64_t r = 0; r < n_pad; ++r) {
+    T* d = dst + r * ld;
+    if (r < n) std::copy(row_of(src, b, h, t0 + r), row_of(src, b, h, t0 + r) + x, d);
+    std::fill(d + (r < n ? x : 0), d + ld, T(0));
+  }
+}
+
+// Rows [t0, t0 + n) of an operand (x columns) for the block products, with their row stride in
+// *ld: in place when every tile reads only those rows and columns, else a zero-padded copy in buf.
+// As an A operand tiles read whole MR-row slices (n a multiple of MR); as a B operand whole
+// NR-column panels (x a multiple of NR).
+template <typename T>
+const T* block_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0, int64_t n,
+                    int64_t x, bool as_a, bool as_b, T* buf, int64_t* ld) {
+  constexpr int NR = detail::kAttnNR<T>;
+  if ((!as_a || n % MR == 0) && (!as_b || x % NR == 0)) {
+    *ld = src.st;
+    return row_of(src, b, h, t0);
+  }
+  *ld = as_b ? round_up(x, NR) : x;
+  copy_rows(src, b, h, t0, n, as_a ? round_up(n, MR) : n, x, *ld, buf);
+  return buf;
+}
+
+// The transpose of rows [t0, t0 + n): dst[x·kBlockQ + r], zero for r in n..kBlockQ-1.
+template <typename T>
+void copy_rows_transposed(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
+                          int64_t n, int64_t x, T* dst) {
+  for (int64_t r = 0; r < kBlockQ; ++r) {
+    if (r < n) {
+      const T* sr = row_of(src, b, h, t0 + r);
+      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = sr[c];
+    } else {
+      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = T(0);
+    }
+  }
+}
+
+// ---- Forward -------------------------------------------------------------------------------
+template <typename T>
+struct ForwardBuffers {
+  T *qt, *k, *v, *s, *o, *m, *l, *alpha;
+
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, ForwardBuffers* w) {
+    const int64_t dvp = round_up(a.dv, detail::kAttnNR<T>);
+    ForwardBuffers x{c.take(a.d * kBlockQ), c.take(kBlockK * a.d), c.take(kBlockK * dvp),
+                     c.take(kBlockK * kBlockQ), c.take(kBlockQ * dvp), c.take(kBlockQ),
+                     c.take(kBlockQ), c.take(kBlockQ)};
+    if (w) *w = x;
+    return c.used();
+  }
+};
+
+// One block of queries [q0, q0 + qb) of head (b, h): the online softmax over key blocks.
+template <typename T>
+void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKernels<T>& kn,
+                   int64_t b, int64_t h, int64_t q0, const ForwardBuffers<T>& w) {
+  constexpr int NR = detail::kAttnNR<T>;
+  const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
+  const int64_t dvp = round_up(a.dv, NR);
+  copy_rows_transposed(a.q, b, h, q0, qb, a.d, w.qt);
+  std::fill(w.o, w.o + kBlockQ * dvp, T(0));
+  std::fill(w.m, w.m + kBlockQ, kNegInf<T>);
+  std::fill(w.l, w.l + kBlockQ, T(0));
+
+  const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
+  for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
+    const int64_t kb = std::min(kBlockK, kend - k0);
+    int64_t ldk, ldv;
+    const T* k = block_rows(a.k, b, h, k0, kb, a.d, true, false, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, a.dv, false, true, w.v, &ldv);
+    // Sᵀ = scale·K·Qᵀ, then the masks, then the online softmax step:
+    // m' = max(m, block max), P = exp(S - m'), l' = l·exp(m - m') + Σ P.
+    score_tiles(kn, a, q0, k0, kb, cols, a.d, k, ldk, w.qt, a.scale, w.s);
+    apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
+    kn.softmax_block(w.s, kBlockQ, kb, cols, w.m, w.l, w.alpha);
+    // O' = O·exp(m - m') + P·V, A(i, p) = Sᵀ[p][i]; under causality query i stops at key i
+    // (a tile with no visible key still rescales its rows).
+    for (int64_t i0 = 0; i0 < qb; i0 += MR) {
+      const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
+      for (int64_t jv = 0; jv < dvp; jv += NR)
+        kn.tile(kc, w.s + i0, 1, kBlockQ, v + jv, ldv, w.o + i0 * dvp + jv, dvp, T(1), T(1),
+                w.alpha + i0);
+    }
+  }
+
+  T* orow = out + ((b * a.h + h) * a.tq + q0) * a.dv;
+  T* lrow = lse + (b * a.h + h) * a.tq + q0;
+  for (int64_t i = 0; i < qb; ++i) {
+    const T l = w.l[i], *o = w.o + i * dvp;
+    T* dst = orow + i * a.dv;
+    if (l == T(0)) {  // no visible key: out = 0, lse = -inf
+      std::fill(dst, dst + a.dv, T(0));
+      lrow[i] = kNegInf<T>;
+    } else {
+      for (int64_t c = 0; c < a.dv; ++c) dst[c] = o[c] / l;
+      lrow[i] = w.m[i] + std::log(l);
+    }
+  }
+}
+
+// How many threads a problem of `scores` scores with `items` independent work items gets.
+int team_for(int64_t scores, int64_t items) {
+  if (in_parallel() || scores < kSerialScores) return 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_threads(), items)));
+}
+
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// ---- Backward ------------------------------------------------------------------------------
+template <typename T>
+struct BackwardBuffers {
+  T *qt, *dot, *q, *dout, *k, *v, *s, *ds, *dq, *shift, *delta;
+
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, BackwardBuffers* w) {
+    constexpr int NR = detail::kAttnNR<T>;
+    const int64_t dp = round_up(a.d, NR), dvp = round_up(a.dv, NR);
+    BackwardBuffers x{c.take(a.d * kBlockQ),   c.take(a.dv * kBlockQ),  c.take(kBlockQ * dp),
+                      c.take(kBlockQ * dvp),   c.take(kBlockK * dp),    c.take(kBlockK * a.dv),
+                      c.take(kBlockK * kBlockQ), c.take(kBlockK * kBlockQ), c.take(kBlockQ * dp),
+                      c.take(kBlockQ),         c.take(kBlockQ)};
+    if (w) *w = x;
+    return c.used();
+  }
+};
+
+// Everything one block of queries [q0, q0 + qb) contributes to the gradients, key block by key
+// block: in the forward pass S = scale·Q·Kᵀ (+ mask) and O = softmax(S)·V, so now
+//   P = exp(S - lse), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP - rowsum(dO∘O)),
+//   dQ += scale·dS·K, dK += scale·dSᵀ·Q.
+// Only keys [k_lo, k_hi) are walked; dk and dv (this head's rows, accumulated: zero them first)
+// are updated when want_dkdv, and dq (this head's rows) is written whole when want_dq, which
+// needs every key (k_lo = 0, k_hi = Tk). Either way each block's arithmetic is the same.
+template <typename T>
+void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
+                    const AttentionArgs<T>& a, const AttentionOperand<T>& out,
+                    const AttentionOperand<T>& lse, const AttentionKernels<T>& kn, int64_t b,
+                    int64_t h, int64_t q0, int64_t k_lo, int64_t k_hi, bool want_dkdv,
+                    bool want_dq, const BackwardBuffers<T>& w) {
+  constexpr int NR = detail::kAttnNR<T>;
+  const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
+  const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
+  copy_rows_transposed(a.q, b, h, q0, qb, d, w.qt);
+  copy_rows_transposed(dout, b, h, q0, qb, dvn, w.dot);
+  int64_t ldq, ldo;
+  const T* qrows = block_rows(a.q, b, h, q0, qb, d, false, true, w.q, &ldq);
+  const T* dorows = block_rows(dout, b, h, q0, qb, dvn, false, true, w.dout, &ldo);
+  std::fill(w.dq, w.dq + kBlockQ * dp, T(0));
+  for (int64_t j = 0; j < cols; ++j) {
+    T lj = T(0), delta = T(0);
+    if (j < qb) {
+      lj = *row_of(lse, b, h, q0 + j);
+      const T *o = row_of(out, b, h, q0 + j), *g = row_of(dout, b, h, q0 + j);
+      for (int64_t c = 0; c < dvn; ++c) delta += o[c] * g[c];
+    }
+    // A row that saw no key has lse = -inf and only hidden scores: exp(-inf - 0) = 0.
+    w.shift[j] = lj == kNegInf<T> ? T(0) : lj;
+    w.delta[j] = delta;
+  }
+
+  const int64_t kend = std::min(k_hi, a.causal ? std::min(a.tk, q0 + qb) : a.tk);
+  for (int64_t k0 = k_lo; k0 < kend; k0 += kBlockK) {
+    const int64_t kb = std::min(kBlockK, kend - k0);
+    int64_t ldk, ldv;
+    const T* k = block_rows(a.k, b, h, k0, kb, d, true, true, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, dvn, true, false, w.v, &ldv);
+    // Pᵀ, recomputed from lse.
+    score_tiles(kn, a, q0, k0, kb, cols, d, k, ldk, w.qt, a.scale, w.s);
+    apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
+    kn.exp_block(w.s, kBlockQ, kb, cols, w.shift);
+    // dPᵀ = V·dOᵀ, then dSᵀ in place. NOTE: dS is 0 wherever P is, by a select: a skipped
+    // (hidden) tile of dP holds stale values, and a hidden NaN must not leak.
+    score_tiles(kn, a, q0, k0, kb, cols, dvn, v, ldv, w.dot, T(1), w.ds);
+    kn.dscores_block(w.s, w.ds, kBlockQ, kb, cols, w.delta);
+    // dV += Pᵀ·dO and dK += scale·dSᵀ·Q, A(i, p) = Sᵀ[i][p]; under causality key i is seen
+    // only from query i on, so the sum over queries starts there.
+    T* dkb = dk + k0 * d;
+    T* dvb = dv + k0 * dvn;
+    for (int64_t ip = 0; want_dkdv && ip < kb; ip += MR) {
+      const int64_t start = a.causal ? std::clamp<int64_t>(k0 + ip - q0, 0, qb) : 0;
+      const int64_t kc = qb - start, m = std::min<int64_t>(MR, kb - ip);
+      if (kc == 0) continue;
+      for (int64_t jv = 0; jv < dvn; jv += NR)
+        tile_into(kn, kc, w.s + ip * kBlockQ + start, kBlockQ, 1, dorows + start * ldo + jv, ldo,
+                  dvb + ip * dvn + jv, dvn, m, std::min<int64_t>(NR, dvn - jv), T(1), T(1));
+      for (int64_t jd = 0; jd < d; jd += NR)
+        tile_into(kn, kc, w.ds + ip * kBlockQ + start, kBlockQ, 1, qrows + start * ldq + jd, ldq,
+                  dkb + ip * d + jd, d, m, std::min<int64_t>(NR, d - jd), a.scale, T(1));
+    }
+    // dQ += scale·dS·K, A(i, p) = dSᵀ[p][i]; under causality query i stops at key i.
+    for (int64_t i0 = 0; want_dq && i0 < qb; i0 += MR) {
+      const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
+      for (int64_t jd = 0; jd < dp; jd += NR)
+        kn.tile(kc, w.ds + i0, 1, kBlockQ, k + jd, ldk, w.dq + i0 * dp + jd, dp, a.scale, T(1),
+                nullptr);
+    }
+  }
+  if (want_dq)
+    for (int64_t i = 0; i < qb; ++i)
+      std::copy(w.dq + i * dp, w.dq + i * dp + d, dq + (q0 + i) * d);
+}
+
+}  // namespace
+
+template <typename T>
+void attention_forward(T* out, T* lse, const AttentionArgs<T>& a) {
+  const int64_t heads = a.b * a.h;
+  if (heads == 0 || a.tq == 0) return;
+  const AttentionKernels<T> kn = select_kernels<T>();
+  const int64_t qblocks = ceil_div(a.tq, kBlockQ), items = heads * qblocks;
+  const int nt = team_for(heads * a.tq * a.tk, items);
+  Carver<T> count(nullptr);
+  const int64_t per_thread = ForwardBuffers<T>::carve(count, a, nullptr);
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Carver<T> c(ws + per_thread * thread_id());
+    ForwardBuffers<T> w;
+    ForwardBuffers<T>::carve(c, a, &w);
+    // The last query blocks first: under causality they see the most keys, so the cheap ones
+    // are left to even out the threads' loads at the end.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t qi = qblocks - 1 - it / heads, bh = it % heads;
+      forward_block(out, lse, a, kn, bh / a.h, bh % a.h, qi * kBlockQ, w);
+    }
+  }
+}
+
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
+                        const AttentionArgs<T>& a, const AttentionOperand<T>& out,
+                        const AttentionOperand<T>& lse) {
+  const int64_t heads = a.b * a.h;
+  if (heads == 0) return;
+  std::fill(dk, dk + heads * a.tk * a.d, T(0));
+  std::fill(dv, dv + heads * a.tk * a.dv, T(0));
+  if (a.tq == 0) return;
+  const AttentionKernels<T> kn = select_kernels<T>();
+  const int64_t qblocks = ceil_div(a.tq, kBlockQ), kblocks = ceil_div(a.tk, kBlockK);
+  // With at least a head per thread, a head is one thread's and gets one pass. With fewer heads
+  // than threads, the key gradients are split by key block (each over all its query blocks) and
+  // dQ by query block (over all key blocks) in a second pass that recomputes the probabilities.
+  // Either way every gradient row sums its blocks in one fixed order with the same arithmetic,
+  // so the result does not depend on the thread count, and no two threads write one row.
+  const int nt = team_for(heads * a.tq * a.tk, std::max(heads, qblocks * heads));
+  const bool by_head = heads >= nt;
+  Carver<T> count(nullptr);
+  const int64_t per_thread = BackwardBuffers<T>::carve(count, a, nullptr);
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
+  auto head_dq = [&](int64_t bh) { return dq + bh * a.tq * a.d; };
+  auto head_dk = [&](int64_t bh) { return dk + bh * a.tk * a.d; };
+  auto head_dv = [&](int64_t bh) { return dv + bh * a.tk * a.dv; };
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    Carver<T> c(ws + per_thread * thread_id());
+    BackwardBuffers<T> w;
+    BackwardBuffers<T>::carve(c, a, &w);
+    if (by_head) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t bh = 0; bh < heads; ++bh)
+        for (int64_t qi = 0; qi < qblocks; ++qi)
+          backward_block(head_dq(bh), head_dk(bh), head_dv(bh), dout, a, out, lse, kn, bh / a.h,
+                         bh % a.h, qi * kBlockQ, 0, a.tk, true, true, w);
+    } else {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < heads * kblocks; ++it) {
+        const int64_t bh = it / kblocks, k0 = it % kblocks * kBlockK;
+        // under causality the query blocks that end before k0 see none of its keys
+        for (int64_t qi = a.causal ? k0 / kBlockQ : 0; qi < qblocks; ++qi)
+          backward_block(head_dq(bh), head_dk(bh), head_dv(bh), dout, a, out, lse, kn, bh / a.h,
+                         bh % a.h, qi * kBlockQ, k0, k0 + kBlockK, true, false, w);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < heads * qblocks; ++it)
+        backward_block(head_dq(it / qblocks), head_dk(it / qblocks), head_dv(it / qblocks), dout, a,
+                       out, lse, kn, it / qblocks / a.h, it / qblocks % a.h,
+                       it % qblocks * kBlockQ, 0, a.tk, false, true, w);
+    }
+  }
+}
+
+template void attention_forward<float>(float*, float*, const AttentionArgs<float>&);
+template void attention_forward<double>(double*, double*, const AttentionArgs<double>&);
+template void attention_backward<float>(float*, float*, float*, const AttentionOperand<float>&,
+                                        const AttentionArgs<float>&, const AttentionOperand<float>&,
+                                        const AttentionOperand<float>&);
+template void attention_backward<double>(double*, double*, double*, const AttentionOperand<double>&,
+                                         const AttentionArgs<double>&,
+                                         const AttentionOperand<double>&,
+                                         const AttentionOperand<double>&);
+
+namespace detail {
+AttentionKernels<float> attention_portable_f32() { return portable_kernels<float>(); }
+AttentionKernels<double> attention_portable_f64() { return portable_kernels<double>(); }
+}  // namespace detail
+
+const char* attention_isa() { return use_avx2() ? "avx2-fma" : "portable"; }
+
+void attention_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+
+}  // namespace engine::cpu

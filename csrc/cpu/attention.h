@@ -1,0 +1,89 @@
+// CPU attention, flash style: out = softmax(Q·Kᵀ·scale + mask)·V walked block by block with the
+// online softmax (never a Tq×Tk matrix), saving the per-row log-sum-exp for the backward pass,
+// which recomputes the probabilities from it.
+#pragma once
+#include <cstdint>
+
+namespace engine::cpu {
+
+// Shape legend: B batch, H heads, Tq queries, Tk keys, D query/key size, Dv value size.
+// A (B, H, T, X) operand: element (b, h, t, x) lives at data[b·sb + h·sh + t·st + x], so the last
+// dim is contiguous and the others may have any stride (a head-transposed view needs no copy).
+template <typename T>
+struct AttentionOperand {
+  const T* data;
+  int64_t sb, sh, st;
+};
+
+// An optional mask broadcastable to (B, H, Tq, Tk), read through its strides (0 on a broadcast
+// dim, so it is never materialised). bool: true = may attend; float (T): added to the scores.
+struct AttentionMask {
+  const void* data = nullptr;  // nullptr: no mask
+  bool is_bool = false;
+  int64_t sb = 0, sh = 0, sq = 0, sk = 0;
+};
+
+template <typename T>
+struct AttentionArgs {
+  int64_t b, h, tq, tk, d, dv;
+  T scale;
+  bool causal;                // top-left aligned: query i sees keys j <= i
+  AttentionMask mask;
+  AttentionOperand<T> q, k, v;  // IN: (B, H, Tq, D), (B, H, Tk, D), (B, H, Tk, Dv)
+};
+
+// out (B, H, Tq, Dv) and lse (B, H, Tq), both C-contiguous: OUT. A row that may attend to no key
+// gets out = 0 and lse = -inf.
+template <typename T>
+void attention_forward(T* out, T* lse, const AttentionArgs<T>& a);
+
+// dq (B, H, Tq, D), dk (B, H, Tk, D), dv (B, H, Tk, Dv), C-contiguous: OUT. dout and the forward's
+// out are (B, H, Tq, Dv) operands; lse is read at lse.data[b·sb + h·sh + t·st] (its last dim).
+// Bitwise identical for every thread count.
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
+                        const AttentionArgs<T>& a, const AttentionOperand<T>& out,
+                        const AttentionOperand<T>& lse);
+
+// "avx2-fma" or "portable": the kernels attention uses now.
+const char* attention_isa();
+// Force the portable kernels even on an AVX2 CPU (tests and benchmarks of the fallback).
+void attention_force_portable(bool on);
+
+// ---- Internal: the contract between the driver (attention.cpp) and its ISA kernels ----------
+namespace detail {
+
+// Register tile of every block product: MR rows × NR columns (NR = two AVX2 vectors).
+constexpr int kAttnMR = 6;
+template <typename T>
+constexpr int kAttnNR = 64 / sizeof(T);
+
+template <typename T>
+struct AttentionKernels {
+  // c[i·ldc + j] = alpha·Σ_{p<kc} a[i·a_rs + p·a_cs]·b[p·b_rs + j] + beta_i·c[i·ldc + j] over one
+  // full MR×NR tile, with beta_i = row_beta[i] when row_beta is not nullptr, else beta; a zero
+  // beta (not row_beta) never reads c.
+  void (*tile)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
+               int64_t ldc, T alpha, T beta, const T* row_beta);
+  // s[p·ld + j] = exp(s[p·ld + j] - shift[j]) for p < rows, j < cols (cols a multiple of NR).
+  // exp(-inf) is exactly 0.
+  void (*exp_block)(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift);
+  // One step of the online softmax over a score block s (rows × cols, keys × queries), for each
+  // query column j: m' = max(m, max_p s[p][j]), shift = m' (0 while m' = -inf, so that a query
+  // that has seen only hidden keys gets exp(-inf - 0) = 0, never NaN), alpha = exp(m - shift),
+  // s = exp(s - shift), l = alpha·l + Σ_p s; m becomes m'.
+  void (*softmax_block)(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, T* l, T* alpha);
+  // The softmax backward on a block: ds = p == 0 ? 0 : p·(ds - delta[j]) over rows × cols, a
+  // select so that a zero probability (a hidden score) never lets a NaN or stale dP through.
+  void (*dscores_block)(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols, const T* delta);
+};
+
+// Defined in attention.cpp.
+AttentionKernels<float> attention_portable_f32();
+AttentionKernels<double> attention_portable_f64();
+// Defined in attention_avx2.cpp; call only when cpu_has_avx2_fma().
+AttentionKernels<float> attention_avx2_f32();
+AttentionKernels<double> attention_avx2_f64();
+
+}  // namespace detail
+}  // namespace engine::cpu

@@ -1,0 +1,178 @@
+// AVX2+FMA kernels of the CPU attention: the 6×(2 vectors) register tile of its block products and
+// the vectorised exp of the softmax. Compiled with -mavx2 -mfma; attention.cpp calls into it only
+// when the CPU reports both.
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "cpu/attention.h"
+
+namespace engine::cpu::detail {
+namespace {
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int kLanes = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R set1(float x) { return _mm256_set1_ps(x); }
+  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+};
+
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int kLanes = 4;
+  static R zero() { return _mm256_setzero_pd(); }
+  static R set1(double x) { return _mm256_set1_pd(x); }
+  static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static R load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
+};
+
+// The MR×(2 vectors) tile: 12 accumulators + 2 B vectors + 1 broadcast fit the 16 ymm registers.
+template <typename T>
+void tile_6x2v(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
+               int64_t ldc, T alpha, T beta, const T* row_beta) {
+  using V = Vec<T>;
+  using R = typename V::R;
+  constexpr int L = V::kLanes, MR = kAttnMR;
+  R acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    const R b0 = V::load(b), b1 = V::load(b + L);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const R ai = V::bcast(a + i * a_rs);
+      acc[i][0] = V::fma(ai, b0, acc[i][0]);
+      acc[i][1] = V::fma(ai, b1, acc[i][1]);
+    }
+    a += a_cs;
+    b += b_rs;
+  }
+  const R va = V::set1(alpha);
+  const bool read_c = row_beta || beta != T(0);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    const R vb = V::set1(row_beta ? row_beta[i] : beta);
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      T* cp = c + i * ldc + v * L;
+      R r = V::mul(va, acc[i][v]);
+      if (read_c) r = V::fma(vb, V::load(cp), r);
+      V::store(cp, r);
+    }
+  }
+}
+
+// exp(x) for 8 floats: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two so n·ln2 is exact),
+// exp(r) by Cephes' degree-6 polynomial (~1 ulp), times 2^n built in the exponent field.
+// NOTE: below -87.3 (where 2^n would leave the normal range) the result is 0, which also makes
+// exp(-inf) exactly 0 as masked scores need; NaN propagates through r. Inputs are clamped at 88
+// (n <= 127): the softmax only takes exponents <= 0, shifted by a row maximum.
+__m256 exp_ps(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.0f), lo = _mm256_set1_ps(-87.3365447505531f);
+  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(x, hi);
+  x = _mm256_max_ps(lo, x);  // max(lo, NaN) is NaN: the second operand wins on NaN
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  const __m256i e = _mm256_slli_epi32(biased, 23);
+  const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  return _mm256_andnot_ps(underflow, y);
+}
+
+void exp_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, const float* shift) {
+  for (int64_t j = 0; j < cols; j += 8) {
+    const __m256 m = _mm256_loadu_ps(shift + j);
+    float* x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld)
+      _mm256_storeu_ps(x, exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x), m)));
+  }
+}
+
+void softmax_block_f32(float* s, int64_t ld, int64_t rows, int64_t cols, float* m, float* l,
+                       float* alpha) {
+  const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < cols; j += 16) {
+    float* x = s + j;
+    // NOTE: max(s, m) keeps m when s is NaN (the second operand wins), like std::max; a NaN
+    // score still reaches out through exp(NaN) below.
+    __m256 m0 = _mm256_loadu_ps(m + j), m1 = _mm256_loadu_ps(m + j + 8);
+    const __m256 old0 = m0, old1 = m1;
+    for (int64_t p = 0; p < rows; ++p, x += ld) {
+      m0 = _mm256_max_ps(_mm256_loadu_ps(x), m0);
+      m1 = _mm256_max_ps(_mm256_loadu_ps(x + 8), m1);
+    }
+    _mm256_storeu_ps(m + j, m0);
+    _mm256_storeu_ps(m + j + 8, m1);
+    const __m256 sh0 = _mm256_andnot_ps(_mm256_cmp_ps(m0, neg_inf, _CMP_EQ_OQ), m0);
+    const __m256 sh1 = _mm256_andnot_ps(_mm256_cmp_ps(m1, neg_inf, _CMP_EQ_OQ), m1);
+    const __m256 a0 = exp_ps(_mm256_sub_ps(old0, sh0)), a1 = exp_ps(_mm256_sub_ps(old1, sh1));
+    _mm256_storeu_ps(alpha + j, a0);
+    _mm256_storeu_ps(alpha + j + 8, a1);
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld) {
+      const __m256 e0 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x), sh0));
+      const __m256 e1 = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + 8), sh1));
+      _mm256_storeu_ps(x, e0);
+      _mm256_storeu_ps(x + 8, e1);
+      s0 = _mm256_add_ps(s0, e0);
+      s1 = _mm256_add_ps(s1, e1);
+    }
+    _mm256_storeu_ps(l + j, _mm256_fmadd_ps(a0, _mm256_loadu_ps(l + j), s0));
+    _mm256_storeu_ps(l + j + 8, _mm256_fmadd_ps(a1, _mm256_loadu_ps(l + j + 8), s1));
+  }
+}
+
+void dscores_block_f32(const float* p, float* ds, int64_t ld, int64_t rows, int64_t cols,
+                       const float* delta) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; j += 8) {
+      const __m256 pj = _mm256_loadu_ps(p + r * ld + j);
+      float* d = ds + r * ld + j;
+      const __m256 dp = _mm256_sub_ps(_mm256_loadu_ps(d), _mm256_loadu_ps(delta + j));
+      const __m256 g = _mm256_mul_ps(pj, dp);
+      _mm256_storeu_ps(d, _mm256_andnot_ps(_mm256_cmp_ps(pj, zero, _CMP_EQ_OQ), g));
+    }
+}
+
+}  // namespace
+
+// float64 is the gradient-check dtype: its exp is the exact std::exp of the portable kernels.
+AttentionKernels<float> attention_avx2_f32() {
+  return {&tile_6x2v<float>, &exp_block_f32, &softmax_block_f32, &dscores_block_f32};
+}
+AttentionKernels<double> attention_avx2_f64() {
+  const AttentionKernels<double> portable = attention_portable_f64();
+  return {&tile_6x2v<double>, portable.exp_block, portable.softmax_block, portable.dscores_block};
+}
+
+}  // namespace engine::cpu::detail

@@ -19,6 +19,7 @@
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
+#include "common/workspace.h"
 
 namespace engine::cpu {
 namespace {
@@ -144,27 +145,7 @@ void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_
   for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + i * NR + n, c + i * ldc);
 }
 
-// ---- Workspace -----------------------------------------------------------------------------
-// Per calling thread, grown on demand and kept: a fresh allocation per call would page-fault
-// through its blocks every time. Holds one set of block buffers per thread of the team.
-class Workspace {
- public:
-  ~Workspace() { std::free(p_); }
-  void* get(size_t bytes) {
-    if (bytes > size_) {
-      std::free(p_);
-      size_ = 0;
-      p_ = std::aligned_alloc(64, static_cast<size_t>(round_up(static_cast<int64_t>(bytes), 64)));
-      if (!p_) throw std::bad_alloc();
-      size_ = bytes;
-    }
-    return p_;
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t size_ = 0;
-};
+// Per calling thread, grown on demand and kept: one set of block buffers per thread of the team.
 thread_local Workspace t_workspace;
 
 // Carves consecutive 64-byte aligned buffers out of one block of memory (or only counts them).

@@ -216,7 +216,8 @@ class Clamp(Function):
             self.mask &= a >= lo
         if hi is not None:
             self.mask &= a <= hi
-        return xp.clip(a, lo, hi)
+        # NOTE: NumPy 1.x clips a 0-d float32 array against Python floats in float64.
+        return xp.clip(a, lo, hi).astype(a.dtype, copy=False)
 
     def backward(self, grad):
         return grad * self.mask

@@ -46,7 +46,9 @@ class LayerNorm(Function):
 
     def forward(self, x, weight=None, bias=None, normalized_ndim=1, eps=1e-5):
         c = int(np.prod(x.shape[x.ndim - normalized_ndim:]))
-        self.x2, self.shape = x.reshape(-1, c), x.shape
+        # Explicit sizes, not -1: a reshape cannot infer a dimension when another one is 0.
+        n = int(np.prod(x.shape[:x.ndim - normalized_ndim]))
+        self.x2, self.shape = x.reshape(n, c), x.shape
         self.w_shape = None if weight is None else weight.shape
         self.weight = None if weight is None else weight.reshape(-1)
         b = None if bias is None else bias.reshape(-1)

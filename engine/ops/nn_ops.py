@@ -8,7 +8,7 @@ from engine.autograd import Function
 from engine.device import move
 from engine.ops._util import check_same_device, kernels, require_float, tensor_cls, wrap_dim
 from engine.ops.elementwise import abs as _abs
-from engine.ops.elementwise import exp, log, relu
+from engine.ops.elementwise import exp, log, relu, where
 
 
 def _rows(a, dim):
@@ -192,7 +192,9 @@ def nll_loss(input, target, ignore_index=-100, reduction="mean"):
     valid = t != ignore_index
     safe = array_module(t).where(valid, t, 0)
     picked = input[array_module(t).arange(t.shape[0]), safe]
-    losses = -picked * Tensor._wrap(valid.astype(input.dtype))
+    # a select, not a multiply by the mask: with every target ignored the mean's gradient is
+    # NaN (0/0), and NaN·0 would carry it into the ignored rows, whose gradient is 0
+    losses = where(valid, -picked, 0.0)
     return _reduce(losses, reduction, int(valid.sum()) or float("nan"), "nll_loss")
 
 

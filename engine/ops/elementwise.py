@@ -192,11 +192,13 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(self, a):
+        xp = array_module(a)
         self.mask = a > 0
-        return a * self.mask
+        # NOTE: maximum, not a * mask: -inf·0 would be NaN; maximum keeps a NaN, as PyTorch does
+        return xp.maximum(a, a.dtype.type(0))
 
     def backward(self, grad):
-        return grad * self.mask
+        return array_module(grad).where(self.mask, grad, grad.dtype.type(0))
 
 
 class Gelu(Function):

@@ -186,10 +186,17 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def nll_loss(input, target, ignore_index=-100, reduction="mean"):
     Tensor = tensor_cls()
     t = target.data if isinstance(target, Tensor) else array_module(input.data).asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold integer class indices, got {t.dtype}")
     if input.ndim != 2 or t.shape != (input.shape[0],):
         raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {tuple(input.shape)} "
                          f"and {t.shape}")
     valid = t != ignore_index
+    # NOTE: a negative target would index from the end without this check
+    out_of_range = ((t < 0) | (t >= input.shape[1])) & valid
+    if bool(out_of_range.any()):
+        raise IndexError(f"nll_loss: target {int(t[out_of_range][0])} is out of bounds for "
+                         f"{input.shape[1]} classes")
     safe = array_module(t).where(valid, t, 0)
     picked = input[array_module(t).arange(t.shape[0]), safe]
     # a select, not a multiply by the mask: with every target ignored the mean's gradient is

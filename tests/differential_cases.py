@@ -8,7 +8,7 @@ into tensors, so one expression is run by both libraries. Everything a case hold
 from a NumPy generator seeded with the case's index, so a failing case is rebuilt exactly by
 `cases()[i]`.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np

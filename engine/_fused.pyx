@@ -64,6 +64,9 @@ def softmax_forward(real[:, ::1] out, const real[:, ::1] x, bint log_space=False
     cdef real row_max, total, log_total
     if out.shape[0] != n or out.shape[1] != c:
         raise ValueError(f"softmax_forward: out shape ({out.shape[0]}, {out.shape[1]}) != x shape ({n}, {c})")
+    cdef _Span spans[2]
+    spans[0], spans[1] = _span2(out), _span2(x)
+    _check_disjoint("softmax_forward", ("out", "x"), spans, 1)
     if c == 0:
         return
     with nogil:
@@ -95,6 +98,9 @@ def softmax_backward(real[:, ::1] dx, const real[:, ::1] dy, const real[:, ::1] 
     cdef real acc
     if dx.shape[0] != n or dx.shape[1] != c or dy.shape[0] != n or dy.shape[1] != c:
         raise ValueError(f"softmax_backward: dx, dy and y must all have shape ({n}, {c})")
+    cdef _Span spans[3]
+    spans[0], spans[1], spans[2] = _span2(dx), _span2(dy), _span2(y)
+    _check_disjoint("softmax_backward", ("dx", "dy", "y"), spans, 1)
     with nogil:
         for i in prange(n, schedule='static'):
             acc = 0
@@ -113,6 +119,59 @@ def softmax_backward(real[:, ::1] dx, const real[:, ::1] dy, const real[:, ::1] 
 cdef int _check_shape(str op, str name, tuple got, tuple want) except -1:
     if got != want:
         raise ValueError(f"{op}: {name} has shape {got}, expected {want}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- overlap checks
+
+# The byte range [lo, lo + n) an array covers: every memoryview here is C-contiguous, so it is one
+# block; a None or empty array covers nothing (n = 0).
+ctypedef struct _Span:
+    size_t lo
+    size_t n
+
+
+cdef inline _Span _span1(const real[::1] a) noexcept:
+    cdef _Span s
+    s.lo = 0
+    s.n = 0
+    if a is not None and a.shape[0] > 0:
+        s.lo = <size_t>&a[0]
+        s.n = a.shape[0] * sizeof(real)
+    return s
+
+
+cdef inline _Span _span2(const real[:, ::1] a) noexcept:
+    cdef _Span s
+    s.lo = 0
+    s.n = 0
+    if a is not None and a.shape[0] > 0 and a.shape[1] > 0:
+        s.lo = <size_t>&a[0, 0]
+        s.n = a.shape[0] * a.shape[1] * sizeof(real)
+    return s
+
+
+cdef inline _Span _span_index(const int64_t[::1] a) noexcept:
+    cdef _Span s
+    s.lo = 0
+    s.n = 0
+    if a is not None and a.shape[0] > 0:
+        s.lo = <size_t>&a[0]
+        s.n = a.shape[0] * sizeof(int64_t)
+    return s
+
+
+cdef int _check_disjoint(str op, tuple names, const _Span* spans, int n_out) except -1:
+    """Refuses an output (the first n_out spans) that shares memory with an input or another
+    output: the loops read inputs after they start writing outputs, so an overlap would give
+    wrong numbers, not an error."""
+    cdef int i, j, n = len(names)
+    for i in range(n_out):
+        for j in range(i + 1, n):
+            if (spans[i].n and spans[j].n and spans[i].lo < spans[j].lo + spans[j].n
+                    and spans[j].lo < spans[i].lo + spans[i].n):
+                raise ValueError(f"{op}: {names[i]} shares memory with {names[j]}; pass arrays "
+                                 "that do not overlap")
     return 0
 
 
@@ -177,6 +236,10 @@ def layer_norm_forward(real[:, ::1] y, real[::1] mean, real[::1] rstd, const rea
         _check_shape("layer_norm_forward", "weight", (weight.shape[0],), (c,))
     if has_bias:
         _check_shape("layer_norm_forward", "bias", (bias.shape[0],), (c,))
+    cdef _Span spans[6]
+    spans[0], spans[1], spans[2] = _span2(y), _span1(mean), _span1(rstd)
+    spans[3], spans[4], spans[5] = _span2(x), _span1(weight), _span1(bias)
+    _check_disjoint("layer_norm_forward", ("y", "mean", "rstd", "x", "weight", "bias"), spans, 3)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n * c > _PARALLEL_MIN):
             # two passes over the row (mean, then the squared deviations): a constant row gets
@@ -225,6 +288,12 @@ def layer_norm_backward(real[:, ::1] dx, real[::1] dweight, real[::1] dbias, con
         _check_shape("layer_norm_backward", "weight", (weight.shape[0],), (c,))
         _check_shape("layer_norm_backward", "dweight", (dweight.shape[0],), (c,))
         _check_shape("layer_norm_backward", "dbias", (dbias.shape[0],), (c,))
+    cdef _Span spans[8]
+    spans[0], spans[1], spans[2] = _span2(dx), _span1(dweight), _span1(dbias)
+    spans[3], spans[4], spans[5], spans[6], spans[7] = _span2(dy), _span2(x), _span1(weight), _span1(mean), _span1(rstd)
+    _check_disjoint("layer_norm_backward", ("dx", "dweight", "dbias", "dy", "x", "weight", "mean", "rstd"),
+                    spans, 3)
+    if has_weight:
         partial = <double*> calloc(nblocks * 2 * c + 1, sizeof(double))
         if partial == NULL:
             raise MemoryError("layer_norm_backward: no memory for the weight-gradient partial sums")
@@ -284,6 +353,9 @@ def cross_entropy_forward(real[::1] losses, real[::1] lse, const real[:, ::1] lo
     _check_shape(op, "losses", (losses.shape[0],), (n,))
     _check_shape(op, "lse", (lse.shape[0],), (n,))
     _check_shape(op, "target", (target.shape[0],), (n,))
+    cdef _Span spans[4]
+    spans[0], spans[1], spans[2], spans[3] = _span1(losses), _span1(lse), _span2(logits), _span_index(target)
+    _check_disjoint(op, ("losses", "lse", "logits", "target"), spans, 2)
     if n and not c:
         raise ValueError(f"{op}: logits has shape ({n}, 0): no classes to take a softmax over")
     _check_targets(op, target, c, ignore_index)
@@ -315,6 +387,10 @@ def cross_entropy_backward(real[:, ::1] dlogits, const real[::1] dlosses, const 
     _check_shape(op, "dlosses", (dlosses.shape[0],), (n,))
     _check_shape(op, "lse", (lse.shape[0],), (n,))
     _check_shape(op, "target", (target.shape[0],), (n,))
+    cdef _Span spans[5]
+    spans[0], spans[1], spans[2] = _span2(dlogits), _span1(dlosses), _span2(logits)
+    spans[3], spans[4] = _span_index(target), _span1(lse)
+    _check_disjoint(op, ("dlogits", "dlosses", "logits", "target", "lse"), spans, 1)
     _check_targets(op, target, c, ignore_index)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n * c * _TRANSCENDENTAL > _PARALLEL_MIN):
@@ -347,6 +423,9 @@ def gelu_forward(real[::1] y, const real[::1] x, bint tanh_approx=False):
     cdef Py_ssize_t n = x.shape[0], i
     cdef real v
     _check_shape("gelu_forward", "y", (y.shape[0],), (n,))
+    cdef _Span spans[2]
+    spans[0], spans[1] = _span1(y), _span1(x)
+    _check_disjoint("gelu_forward", ("y", "x"), spans, 1)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
             v = x[i]
@@ -364,6 +443,9 @@ def gelu_backward(real[::1] dx, const real[::1] dy, const real[::1] x, bint tanh
     cdef real v, z, e, s
     _check_shape("gelu_backward", "dx", (dx.shape[0],), (n,))
     _check_shape("gelu_backward", "dy", (dy.shape[0],), (n,))
+    cdef _Span spans[3]
+    spans[0], spans[1], spans[2] = _span1(dx), _span1(dy), _span1(x)
+    _check_disjoint("gelu_backward", ("dx", "dy", "x"), spans, 1)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
             v = x[i]
@@ -426,6 +508,9 @@ def sgd_update(real[::1] param, const real[::1] grad, real[::1] buf, double lr, 
         if buf is None:
             raise ValueError("sgd_update: momentum needs a momentum buffer, got buf=None")
         _check_shape("sgd_update", "buf", (buf.shape[0],), (n,))
+    cdef _Span spans[3]
+    spans[0], spans[1], spans[2] = _span1(param), _span1(buf), _span1(grad)
+    _check_disjoint("sgd_update", ("param", "buf", "grad"), spans, 2)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
             d = grad[i]
@@ -455,6 +540,11 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
     _check_shape("adam_update", "grad", (grad.shape[0],), (n,))
     _check_shape("adam_update", "m", (m.shape[0],), (n,))
     _check_shape("adam_update", "v", (v.shape[0],), (n,))
+    if step < 1:  # the bias corrections divide by 1 - β^step
+        raise ValueError(f"adam_update: step must be >= 1 (it counts from 1), got {step}")
+    cdef _Span spans[4]
+    spans[0], spans[1], spans[2], spans[3] = _span1(param), _span1(m), _span1(v), _span1(grad)
+    _check_disjoint("adam_update", ("param", "m", "v", "grad"), spans, 3)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
             g = grad[i]

@@ -166,6 +166,11 @@ def backward(root, grad, retain_graph=False):
             if pg.shape != parent.data.shape:
                 raise RuntimeError(f"{type(fn).__name__}.backward gave a gradient of shape "
                                    f"{pg.shape} for an input of shape {parent.data.shape}")
+            if pg.dtype != parent.data.dtype:
+                # NOTE: a gradient has its input's dtype. NumPy 1.x promotes a 0-d float32 array
+                # combined with a Python number to float64 (value-based casting), so a backward
+                # written in plain array arithmetic can return float64 for a float32 scalar.
+                pg = pg.astype(parent.data.dtype)
             prev = grads.get(id(parent))
             grads[id(parent)] = pg if prev is None else prev + pg
         if not retain_graph:

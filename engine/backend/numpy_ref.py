@@ -495,10 +495,13 @@ def gelu_forward(x, approximate="none"):
     """GELU(x) = x·Φ(x), Φ the standard normal CDF. approximate="none": Φ(x) = (1 + erf(x/√2))/2;
     "tanh": Φ(x) ≈ (1 + tanh(√(2/π)·(x + 0.044715·x³)))/2 (PyTorch's formulas)."""
     xp = array_module(x)
+    # NOTE: the casts keep a 0-d float32 input float32: NumPy 1.x computes a 0-d array combined
+    # with Python floats in float64 (value-based casting).
     if approximate == "none":
-        return x * 0.5 * (1.0 + _erf(x * _SQRT1_2))
+        return (x * 0.5 * (1.0 + _erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
     if approximate == "tanh":
-        return 0.5 * x * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x)))
+        y = 0.5 * x * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x * x * x)))
+        return y.astype(x.dtype, copy=False)
     raise ValueError(f"gelu: unknown approximate {approximate!r}")
 
 
@@ -506,14 +509,15 @@ def gelu_backward(dy, x, approximate="none"):
     """dx = dy·GELU'(x). Exact: GELU' = Φ(x) + x·φ(x), φ(x) = exp(-x²/2)/√(2π). tanh: with
     u = √(2/π)(x + κx³), GELU ≈ x(1 + tanh u)/2, so GELU' = (1 + tanh u)/2 + x/2·(1 - tanh²u)·u'."""
     xp = array_module(dy, x)
+    dtype = xp.result_type(dy, x)
     if approximate == "none":
         cdf = 0.5 * (1.0 + _erf(x * _SQRT1_2))
-        return dy * (cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
+        return (dy * (cdf + x * (_INV_SQRT_2PI * xp.exp(-0.5 * x * x)))).astype(dtype, copy=False)
     if approximate == "tanh":
         x2 = x * x
         th = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_KAPPA * x2 * x))
         du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * x2)
-        return dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du)
+        return (dy * (0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du)).astype(dtype, copy=False)
     raise ValueError(f"gelu: unknown approximate {approximate!r}")
 
 

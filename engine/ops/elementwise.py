@@ -192,11 +192,13 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(self, a):
+        xp = array_module(a)
         self.mask = a > 0
-        return a * self.mask
+        # NOTE: maximum, not a * mask: -inf·0 would be NaN; maximum keeps a NaN, as PyTorch does
+        return xp.maximum(a, a.dtype.type(0))
 
     def backward(self, grad):
-        return grad * self.mask
+        return array_module(grad).where(self.mask, grad, grad.dtype.type(0))
 
 
 class Gelu(Function):
@@ -216,7 +218,8 @@ class Clamp(Function):
             self.mask &= a >= lo
         if hi is not None:
             self.mask &= a <= hi
-        return xp.clip(a, lo, hi)
+        # NOTE: NumPy 1.x clips a 0-d float32 array against Python floats in float64.
+        return xp.clip(a, lo, hi).astype(a.dtype, copy=False)
 
     def backward(self, grad):
         return grad * self.mask

@@ -8,7 +8,7 @@ from engine.autograd import Function
 from engine.device import move
 from engine.ops._util import check_same_device, kernels, require_float, tensor_cls, wrap_dim
 from engine.ops.elementwise import abs as _abs
-from engine.ops.elementwise import exp, log, relu
+from engine.ops.elementwise import exp, log, relu, where
 
 
 def _rows(a, dim):
@@ -46,7 +46,9 @@ class LayerNorm(Function):
 
     def forward(self, x, weight=None, bias=None, normalized_ndim=1, eps=1e-5):
         c = int(np.prod(x.shape[x.ndim - normalized_ndim:]))
-        self.x2, self.shape = x.reshape(-1, c), x.shape
+        # Explicit sizes, not -1: a reshape cannot infer a dimension when another one is 0.
+        n = int(np.prod(x.shape[:x.ndim - normalized_ndim]))
+        self.x2, self.shape = x.reshape(n, c), x.shape
         self.w_shape = None if weight is None else weight.shape
         self.weight = None if weight is None else weight.reshape(-1)
         b = None if bias is None else bias.reshape(-1)
@@ -184,13 +186,22 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def nll_loss(input, target, ignore_index=-100, reduction="mean"):
     Tensor = tensor_cls()
     t = target.data if isinstance(target, Tensor) else array_module(input.data).asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must hold integer class indices, got {t.dtype}")
     if input.ndim != 2 or t.shape != (input.shape[0],):
         raise ValueError(f"nll_loss: expected input (N, C) and target (N,), got {tuple(input.shape)} "
                          f"and {t.shape}")
     valid = t != ignore_index
+    # NOTE: a negative target would index from the end without this check
+    out_of_range = ((t < 0) | (t >= input.shape[1])) & valid
+    if bool(out_of_range.any()):
+        raise IndexError(f"nll_loss: target {int(t[out_of_range][0])} is out of bounds for "
+                         f"{input.shape[1]} classes")
     safe = array_module(t).where(valid, t, 0)
     picked = input[array_module(t).arange(t.shape[0]), safe]
-    losses = -picked * Tensor._wrap(valid.astype(input.dtype))
+    # a select, not a multiply by the mask: with every target ignored the mean's gradient is
+    # NaN (0/0), and NaN·0 would carry it into the ignored rows, whose gradient is 0
+    losses = where(valid, -picked, 0.0)
     return _reduce(losses, reduction, int(valid.sum()) or float("nan"), "nll_loss")
 
 

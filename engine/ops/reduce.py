@@ -99,8 +99,17 @@ def std(a, dim=None, keepdim=False, unbiased=True, correction=None):
     return var(a, dim, keepdim, unbiased, correction).sqrt()
 
 
+def _require_nonempty(op, a, axes):
+    """max-like reductions have no identity: refuse an empty reduced dimension by name."""
+    for i in axes:
+        if a.shape[i] == 0:
+            what = "an empty dimension" if len(axes) == a.ndim or len(axes) > 1 else f"dimension {i} of size 0"
+            raise RuntimeError(f"{op}(): cannot reduce {what} (shape {tuple(a.shape)})")
+
+
 def _max_like(a, dim, keepdim, sign):
     x = a if sign > 0 else -a
+    _require_nonempty("max" if sign > 0 else "min", a, wrap_dims(dim, a.ndim))
     if dim is None:
         out = Max.apply(x, axes=tuple(range(a.ndim)), keepdim=False)
         return out if sign > 0 else -out
@@ -122,23 +131,35 @@ def min(a, dim=None, keepdim=False):
 
 
 def amax(a, dim=None, keepdim=False):
-    return Max.apply(a, axes=wrap_dims(dim, a.ndim), keepdim=keepdim)
+    axes = wrap_dims(dim, a.ndim)
+    _require_nonempty("amax", a, axes)
+    return Max.apply(a, axes=axes, keepdim=keepdim)
 
 
-def argmax(a, dim=None, keepdim=False):
+def _arg_max_like(a, dim, keepdim, op):
     xp = array_module(a.data)
     if dim is None:
+        if a.numel() == 0:
+            raise RuntimeError(f"{op}(): cannot reduce an empty tensor (shape {tuple(a.shape)})")
         return tensor_cls()._wrap(xp.asarray(a.data.argmax()))
     d = wrap_dim(dim, a.ndim)
+    _require_nonempty(op, a, (d,))
     idx = a.data.argmax(axis=d)
     return tensor_cls()._wrap(xp.expand_dims(idx, d) if keepdim else idx)
 
 
+def argmax(a, dim=None, keepdim=False):
+    return _arg_max_like(a, dim, keepdim, "argmax")
+
+
 def argmin(a, dim=None, keepdim=False):
-    return argmax(-a.detach(), dim, keepdim)
+    return _arg_max_like(-a.detach(), dim, keepdim, "argmin")
 
 
 def logsumexp(a, dim, keepdim=False):
+    if any(a.shape[i] == 0 for i in wrap_dims(dim, a.ndim)):
+        # the log of an empty sum is -inf (as PyTorch); the sum keeps the graph for the gradient
+        return sum(a, dim=dim, keepdim=keepdim) - float("inf")
     m = amax(a, dim=dim, keepdim=True).detach()
     # Shift by the max, except where it is ±inf: a row of -inf has logsumexp -inf (not
     # (-inf) - (-inf) = NaN), and a row holding +inf has logsumexp +inf.

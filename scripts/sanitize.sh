@@ -43,7 +43,12 @@ for module in _C _fused; do
 done
 
 if [ "$#" -eq 0 ]; then
-  set -- "$ROOT"/tests/test_kernels_*.py "$ROOT/tests/test_native_modules.py" "$ROOT/tests/test_bad_inputs.py"
+  # NOTE: ASan's throwing operator new aborts on an allocation it cannot satisfy instead of
+  # throwing std::bad_alloc (allocator_may_return_null covers only malloc and nothrow new), so the
+  # corpus cases whose native kernel must fail a multi-GiB plan allocation are left to the normal
+  # build, where they end in MemoryError.
+  set -- "$ROOT"/tests/test_kernels_*.py "$ROOT/tests/test_native_modules.py" "$ROOT/tests/test_bad_inputs.py" \
+    -k "not (conv2d-padding-past and native)"
 fi
 
 LOG="$(mktemp -d)/sanitize.log"

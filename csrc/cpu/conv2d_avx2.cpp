@@ -14,23 +14,18 @@
 
 #include "common/workspace.h"
 #include "cpu/conv2d.h"
+#include "cpu/vec_avx2.h"
 #include "cpu/parallel_items.h"
 
 namespace engine::cpu::detail {
 namespace {
 
+// The shared vector operations, plus masked stores and lane permutes.
 template <typename T>
 struct Vec;
 
 template <>
-struct Vec<float> {
-  using R = __m256;
-  static constexpr int kLanes = 8;
-  static R zero() { return _mm256_setzero_ps(); }
-  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static R load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+struct Vec<float> : avx2::Vec<float> {
   // Lanes [lo, hi) set.
   static __m256i mask(int lo, int hi) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -42,14 +37,7 @@ struct Vec<float> {
 };
 
 template <>
-struct Vec<double> {
-  using R = __m256d;
-  static constexpr int kLanes = 4;
-  static R zero() { return _mm256_setzero_pd(); }
-  static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
-  static R load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+struct Vec<double> : avx2::Vec<double> {
   static __m256i mask(int lo, int hi) {
     const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
     return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(lo), lane),

@@ -6,25 +6,17 @@
 #include <cmath>
 
 #include "cpu/gemm.h"
+#include "cpu/vec_avx2.h"
 
 namespace engine::cpu::detail {
 namespace {
 
+// The shared vector operations, plus the epilogue activations.
 template <typename T>
 struct Vec;
 
 template <>
-struct Vec<float> {
-  using R = __m256;
-  static constexpr int kLanes = 8;
-  static R zero() { return _mm256_setzero_ps(); }
-  static R set1(float x) { return _mm256_set1_ps(x); }
-  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static R load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
-  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+struct Vec<float> : avx2::Vec<float> {
   // NOTE: max(0, v) (not max(v, 0)) returns v when v is NaN, so NaN propagates like np.maximum.
   static R relu(R v) { return _mm256_max_ps(zero(), v); }
   // erf by the rational minimax fit Eigen and XLA use for float (a few ulp on [-4, 4], ±1 outside).
@@ -48,17 +40,7 @@ struct Vec<float> {
 };
 
 template <>
-struct Vec<double> {
-  using R = __m256d;
-  static constexpr int kLanes = 4;
-  static R zero() { return _mm256_setzero_pd(); }
-  static R set1(double x) { return _mm256_set1_pd(x); }
-  static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
-  static R load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
-  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
-  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+struct Vec<double> : avx2::Vec<double> {
   static R relu(R v) { return _mm256_max_pd(zero(), v); }
   // float64 is the gradient-check dtype: exact std::erf, speed is secondary.
   static R gelu(R x) {

@@ -1,0 +1,42 @@
+// The 256-bit float/double vector operations the AVX2+FMA kernels share (GEMM, conv2d,
+// attention), behind one name per operation so a kernel is written once for both dtypes.
+// Include only from files compiled with -mavx2 -mfma.
+#pragma once
+#include <immintrin.h>
+
+namespace engine::cpu::avx2 {
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int kLanes = 8;
+  static R zero() { return _mm256_setzero_ps(); }
+  static R set1(float x) { return _mm256_set1_ps(x); }
+  static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+};
+
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int kLanes = 4;
+  static R zero() { return _mm256_setzero_pd(); }
+  static R set1(double x) { return _mm256_set1_pd(x); }
+  static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
+  static R load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
+};
+
+}  // namespace engine::cpu::avx2

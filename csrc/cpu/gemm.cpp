@@ -135,38 +135,36 @@ double fma_rate_portable() {
 }
 
 // ---- Packing -------------------------------------------------------------------------------
-// A micro-panel: m ≤ mr rows × kc columns of A, stored column after column (out[p·mr + i]) so the
-// microkernel reads it front to back; rows m..mr-1 are zero.
+// One micro-panel: `width` lanes × kc steps of K, stored step after step (out[p·width + l]) so
+// the microkernel reads it front to back; lanes n..width-1 are zero. Element (lane l, step p) is
+// src[l·lane_stride + p·k_stride]. An A panel's lanes are MR rows of A (lane_stride = A's row
+// stride); a B panel's lanes are NR columns of B (lane_stride = B's column stride).
 template <typename T>
-void pack_a_panel(const T* a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, T* out) {
-  if (rs == 1) {  // columns of A are contiguous
-    for (int64_t p = 0; p < kc; ++p, out += mr) {
-      const T* src = a + p * cs;
-      for (int64_t i = 0; i < mr; ++i) out[i] = i < m ? src[i] : T(0);
+void pack_panel(const T* src, int64_t lane_stride, int64_t k_stride, int64_t n, int64_t kc, int width,
+                T* out) {
+  if (lane_stride == 1) {  // the lanes of one step are contiguous
+    for (int64_t p = 0; p < kc; ++p, out += width) {
+      const T* step = src + p * k_stride;
+      for (int64_t l = 0; l < width; ++l) out[l] = l < n ? step[l] : T(0);
     }
     return;
   }
-  for (int64_t i = 0; i < mr; ++i) {  // rows of A are contiguous (or nothing is)
-    const T* src = a + i * rs;
-    for (int64_t p = 0; p < kc; ++p) out[p * mr + i] = i < m ? src[p * cs] : T(0);
+  for (int64_t l = 0; l < width; ++l) {  // each lane is contiguous along K (or nothing is)
+    const T* lane = src + l * lane_stride;
+    for (int64_t p = 0; p < kc; ++p) out[p * width + l] = l < n ? lane[p * k_stride] : T(0);
   }
 }
 
-// A micro-panel of B: kc rows × n ≤ nr columns, stored row after row (out[p·nr + j]);
-// columns n..nr-1 are zero.
+// An A micro-panel: m ≤ mr rows × kc columns of A (rs, cs: A's row and column strides).
+template <typename T>
+void pack_a_panel(const T* a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, T* out) {
+  pack_panel(a, rs, cs, m, kc, mr, out);
+}
+
+// A B micro-panel: kc rows × n ≤ nr columns of B (rs, cs: B's row and column strides).
 template <typename T>
 void pack_b_panel(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t n, int nr, T* out) {
-  if (cs == 1) {  // rows of B are contiguous
-    for (int64_t p = 0; p < kc; ++p, out += nr) {
-      const T* src = b + p * rs;
-      for (int64_t j = 0; j < nr; ++j) out[j] = j < n ? src[j] : T(0);
-    }
-    return;
-  }
-  for (int64_t j = 0; j < nr; ++j) {  // columns of B are contiguous (or nothing is)
-    const T* src = b + j * cs;
-    for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = j < n ? src[p * rs] : T(0);
-  }
+  pack_panel(b, cs, rs, n, kc, nr, out);
 }
 
 // ---- Driver ------------------------------------------------------------------------------

@@ -29,6 +29,14 @@ def backend(request):
     engine.backend.use(previous)
 
 
+@pytest.fixture
+def threads():
+    """engine.set_num_threads for the test to call; the thread count is restored after."""
+    before = engine.get_num_threads()
+    yield engine.set_num_threads
+    engine.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     engine.manual_seed(0)

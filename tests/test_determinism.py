@@ -32,14 +32,6 @@ TRAINING_THREADS_RTOL = 1e-5
 
 
 @pytest.fixture
-def threads():
-    """Set the OpenMP thread count for the test; restored after."""
-    before = engine.get_num_threads()
-    yield engine.set_num_threads
-    engine.set_num_threads(before)
-
-
-@pytest.fixture
 def native():
     """The native kernel set for the test; the previous one restored after."""
     previous = engine.backend.current()

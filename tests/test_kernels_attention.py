@@ -81,14 +81,6 @@ def isa(request):
     _C.attention_force_portable(False)
 
 
-@pytest.fixture
-def threads():
-    """Restores the OpenMP thread count a test changes."""
-    before = _C.get_num_threads()
-    yield
-    _C.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)

@@ -96,14 +96,6 @@ def path(request):
     _C.conv2d_force_portable(False)
 
 
-@pytest.fixture
-def threads():
-    """Restores the OpenMP thread count a test changes."""
-    before = _C.get_num_threads()
-    yield
-    _C.set_num_threads(before)
-
-
 # ---- conv2d values -------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES, ids=case_id)

@@ -33,14 +33,6 @@ def assert_all_close(got, want, dtype, reduction=1):
             np.testing.assert_allclose(g, w, **close(dtype, reduction))
 
 
-@pytest.fixture
-def threads():
-    """Restores the OpenMP thread count a test changes."""
-    before = engine.get_num_threads()
-    yield
-    engine.set_num_threads(before)
-
-
 def test_native_backend_serves_the_fused_kernels():
     names = ["layer_norm_forward", "layer_norm_backward", "cross_entropy_forward", "cross_entropy_backward",
              "gelu_forward", "gelu_backward", "dropout_mask", "softmax_forward", "softmax_backward"]

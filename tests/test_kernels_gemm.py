@@ -63,14 +63,6 @@ def isa(request):
     _C.gemm_force_portable(False)
 
 
-@pytest.fixture
-def threads():
-    """Restores the OpenMP thread count a test changes."""
-    before = _C.get_num_threads()
-    yield
-    _C.set_num_threads(before)
-
-
 SHAPES = [  # M, K, N
     (1, 1, 1), (97, 131, 61), (6, 16, 16), (7, 17, 17), (5, 0, 7), (0, 3, 4), (4, 3, 0),
     (2000, 3, 5), (5, 3, 2000), (128, 784, 64), (300, 700, 513), (13, 20, 4100),

@@ -26,10 +26,6 @@ def _c(a, dtype):
     return None if a is None else np.ascontiguousarray(a, dtype=dtype)
 
 
-def _rows(x):
-    return np.ascontiguousarray(x)
-
-
 def _gemm_operand(a):
     """a itself when the GEMM can read it in place (aligned, a unit stride in one of its last
     two dims: C-contiguous or a transposed view), else a C-contiguous copy."""
@@ -54,14 +50,14 @@ def linear(x, weight, bias=None, activation=None):
 
 
 def softmax_forward(x, log=False):
-    x = _rows(x)
+    x = _c(x, x.dtype)
     out = np.empty_like(x)
     _fused.softmax_forward(out, x, log)
     return out
 
 
 def softmax_backward(dy, y, log=False):
-    dy, y = _rows(dy).astype(y.dtype, copy=False), _rows(y)
+    dy, y = _c(dy, y.dtype), _c(y, y.dtype)
     dx = np.empty_like(y)
     _fused.softmax_backward(dx, dy, y, log)
     return dx

@@ -120,6 +120,31 @@ def test_non_contiguous_views_match_their_copies(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def strided_operand(rng, shape, dtype, transposed, step):
+    """A (rows, cols) view with unit stride on one axis and `step` times the dense stride on the
+    other, taken from a bigger (transposed) array."""
+    rows, cols = shape
+    big = operand(rng, (rows * step, cols * step), dtype, transposed)
+    return big[:rows, ::step] if transposed else big[::step, :cols]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("step", [1, 3])
+def test_packed_panels_from_every_layout(isa, dtype, step):
+    """N > 128 packs A as well as B, so both panel packers (contiguous lanes, contiguous K) see
+    every transpose, padded strides, K not a multiple of the vector width and partial panels."""
+    rng = np.random.default_rng(step)
+    m, k, n = 61, 203, 151
+    for ta in (False, True):
+        for tb in (False, True):
+            a = strided_operand(rng, (m, k), dtype, ta, step)
+            b = strided_operand(rng, (k, n), dtype, tb, step)
+            got = _C.matmul(a, b)
+            assert_gemm_close(got, a, b)
+            assert np.array_equal(got, _C.matmul(np.ascontiguousarray(a), np.ascontiguousarray(b)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_bias_and_activation_epilogue(isa, activation, with_bias, dtype):

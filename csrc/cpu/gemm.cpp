@@ -108,7 +108,7 @@ KernelInfo<T> select_kernel() {
   } else {
     if (use_avx2()) return detail::avx2_kernel_f64();
   }
-  return {&micro_portable<T, 6, kNR>, 6, kNR};
+  return {&micro_portable<T, 6, kNR>, 6, kNR, &detail::pack_panels_strided<T>};
 }
 
 template <typename T>
@@ -132,39 +132,6 @@ double fma_rate_portable() {
   volatile T sink = sum;  // keeps the chains from being optimized away
   (void)sink;
   return 2.0 * kChains * static_cast<double>(rounds) / seconds;
-}
-
-// ---- Packing -------------------------------------------------------------------------------
-// One micro-panel: `width` lanes × kc steps of K, stored step after step (out[p·width + l]) so
-// the microkernel reads it front to back; lanes n..width-1 are zero. Element (lane l, step p) is
-// src[l·lane_stride + p·k_stride]. An A panel's lanes are MR rows of A (lane_stride = A's row
-// stride); a B panel's lanes are NR columns of B (lane_stride = B's column stride).
-template <typename T>
-void pack_panel(const T* src, int64_t lane_stride, int64_t k_stride, int64_t n, int64_t kc, int width,
-                T* out) {
-  if (lane_stride == 1) {  // the lanes of one step are contiguous
-    for (int64_t p = 0; p < kc; ++p, out += width) {
-      const T* step = src + p * k_stride;
-      for (int64_t l = 0; l < width; ++l) out[l] = l < n ? step[l] : T(0);
-    }
-    return;
-  }
-  for (int64_t l = 0; l < width; ++l) {  // each lane is contiguous along K (or nothing is)
-    const T* lane = src + l * lane_stride;
-    for (int64_t p = 0; p < kc; ++p) out[p * width + l] = l < n ? lane[p * k_stride] : T(0);
-  }
-}
-
-// An A micro-panel: m ≤ mr rows × kc columns of A (rs, cs: A's row and column strides).
-template <typename T>
-void pack_a_panel(const T* a, int64_t rs, int64_t cs, int64_t m, int64_t kc, int mr, T* out) {
-  pack_panel(a, rs, cs, m, kc, mr, out);
-}
-
-// A B micro-panel: kc rows × n ≤ nr columns of B (rs, cs: B's row and column strides).
-template <typename T>
-void pack_b_panel(const T* b, int64_t rs, int64_t cs, int64_t kc, int64_t n, int nr, T* out) {
-  pack_panel(b, cs, rs, n, kc, nr, out);
 }
 
 // ---- Driver ------------------------------------------------------------------------------
@@ -219,12 +186,10 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
     // a partial last panel is packed, so the kernel never reads rows past M.
     int64_t a_rs = g.a_rs, a_cs = g.a_cs, a_step = mr * g.a_rs;
     if (pl.pack_a) {
-      for (int64_t q = 0; q * mr < mc; ++q)
-        pack_a_panel(ablk + q * mr * g.a_rs, g.a_rs, g.a_cs, std::min<int64_t>(mr, mc - q * mr), kc,
-                     mr, apack + q * mr * kc);
+      pl.ki.pack(ablk, g.a_rs, g.a_cs, mc, kc, mr, apack);
       ablk = apack, a_rs = 1, a_cs = mr, a_step = mr * kc;
     } else if (mc % mr) {
-      pack_a_panel(ablk + mc / mr * a_step, g.a_rs, g.a_cs, mc % mr, kc, mr, apack);
+      pl.ki.pack(ablk + mc / mr * a_step, g.a_rs, g.a_cs, mc % mr, kc, mr, apack);
     }
     for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
       Epilogue<T> e = ep;
@@ -255,9 +220,12 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
     const int64_t nc = std::min(pl.nc, g.n - jc), panels = ceil_div(nc, nr);
     for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
       const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
-      for (int64_t q = panels * pt.tid / pt.nt; q < panels * (pt.tid + 1) / pt.nt; ++q)
-        pack_b_panel(B + pc * g.b_rs + (jc + q * nr) * g.b_cs, g.b_rs, g.b_cs, kc,
-                     std::min<int64_t>(nr, nc - q * nr), nr, bpack + q * nr * kc);
+      // This thread's share of the B micro-panels: columns q0·NR.. of the panel (lanes of B
+      // are its columns, so the strides swap roles against A's).
+      const int64_t q0 = panels * pt.tid / pt.nt, q1 = panels * (pt.tid + 1) / pt.nt;
+      if (q1 > q0)
+        pl.ki.pack(B + pc * g.b_rs + (jc + q0 * nr) * g.b_cs, g.b_cs, g.b_rs,
+                   std::min(nc, q1 * nr) - q0 * nr, kc, nr, bpack + q0 * nr * kc);
       team_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,

@@ -56,10 +56,32 @@ template <typename T>
 using MicroKernel = void (*)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, T* c,
                              int64_t ldc, const Epilogue<T>& ep);
 
+// Packs micro-panels of `width` lanes × kc steps, stored step after step (out[p·width + l]) so
+// the microkernel reads each front to back: lane l, step p of the source is
+// src[l·lane_stride + p·k_stride]; panel q holds lanes q·width.. and a partial last panel is
+// zero-filled. An A panel's lanes are MR rows of A, a B panel's are NR columns of B.
+template <typename T>
+using Packer = void (*)(const T* src, int64_t lane_stride, int64_t k_stride, int64_t lanes,
+                        int64_t kc, int width, T* out);
+
+// The portable packer, one element at a time.
+template <typename T>
+void pack_panels_strided(const T* src, int64_t lane_stride, int64_t k_stride, int64_t lanes,
+                         int64_t kc, int width, T* out) {
+  for (int64_t l0 = 0; l0 < lanes; l0 += width, out += width * kc) {
+    const int64_t n = lanes - l0 < width ? lanes - l0 : width;
+    for (int64_t l = 0; l < width; ++l) {
+      const T* lane = src + (l0 + l) * lane_stride;
+      for (int64_t p = 0; p < kc; ++p) out[p * width + l] = l < n ? lane[p * k_stride] : T(0);
+    }
+  }
+}
+
 template <typename T>
 struct KernelInfo {
   MicroKernel<T> fn;
   int mr, nr;
+  Packer<T> pack;
 };
 
 constexpr int kMaxMR = 8, kMaxNR = 16;  // bound every kernel's tile (edge tiles live on the stack)
@@ -67,6 +89,8 @@ constexpr int kMaxMR = 8, kMaxNR = 16;  // bound every kernel's tile (edge tiles
 // Defined in gemm_avx2.cpp; call only when cpu_has_avx2_fma().
 KernelInfo<float> avx2_kernel_f32();
 KernelInfo<double> avx2_kernel_f64();
+Packer<float> avx2_packer_f32();  // gemm_pack_avx2.cpp
+Packer<double> avx2_packer_f64();
 double fma_rate_avx2(bool f64);  // FLOP/s of the calling thread
 
 }  // namespace detail

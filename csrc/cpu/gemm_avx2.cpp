@@ -147,8 +147,8 @@ double fma_rate() {
 
 }  // namespace
 
-KernelInfo<float> avx2_kernel_f32() { return {&micro_avx2<float>, kMR, 16}; }
-KernelInfo<double> avx2_kernel_f64() { return {&micro_avx2<double>, kMR, 8}; }
+KernelInfo<float> avx2_kernel_f32() { return {&micro_avx2<float>, kMR, 16, avx2_packer_f32()}; }
+KernelInfo<double> avx2_kernel_f64() { return {&micro_avx2<double>, kMR, 8, avx2_packer_f64()}; }
 double fma_rate_avx2(bool f64) { return f64 ? fma_rate<double>() : fma_rate<float>(); }
 
 }  // namespace engine::cpu::detail

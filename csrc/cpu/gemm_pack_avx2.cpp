@@ -1,0 +1,150 @@
+// AVX2 packing of GEMM micro-panels (the layout is described at detail::Packer in gemm.h).
+// Packing is the GEMM's only pass over A and B outside the microkernel; done one element at a
+// time it costs ~10% of a 1024³ product, so the two common layouts get vector paths here:
+//  - lanes contiguous (row-major B, transposed A): each step is a short contiguous copy;
+//  - K contiguous (row-major A, transposed B): L×L blocks are transposed in registers.
+// Anything else (both strides > 1) goes element by element, as in the portable packer.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "cpu/gemm.h"
+#include "cpu/vec_avx2.h"
+
+namespace engine::cpu::detail {
+namespace {
+
+template <typename T>
+using V = avx2::Vec<T>;
+
+// In-register transpose of L×L: r[i] holds lane i's L steps in; step i's L lanes out.
+inline void transpose(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+inline void transpose(__m256d r[4]) {
+  const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+// Stores the first n lanes of v (n is L, or what a 6-wide panel leaves after whole vectors).
+inline void store_n(float* p, __m256 v, int n) {
+  if (n == 8) return _mm256_storeu_ps(p, v);
+  if (n == 6) {
+    const __m128 hi = _mm256_extractf128_ps(v, 1);
+    _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+    return _mm_storel_pi(reinterpret_cast<__m64*>(p + 4), hi);
+  }
+  alignas(32) float tmp[8];
+  _mm256_store_ps(tmp, v);
+  std::copy(tmp, tmp + n, p);
+}
+
+inline void store_n(double* p, __m256d v, int n) {
+  if (n == 4) return _mm256_storeu_pd(p, v);
+  if (n == 2) return _mm_storeu_pd(p, _mm256_castpd256_pd128(v));
+  alignas(32) double tmp[4];
+  _mm256_store_pd(tmp, v);
+  std::copy(tmp, tmp + n, p);
+}
+
+// One full panel whose lanes are contiguous along K: L steps at a time, each an L×L register
+// transpose; rows past the panel's lanes (a 6-wide panel's 7th and 8th) are zero. `next` is the
+// following panel's first lane, or null.
+// NOTE: a panel reads `width` rows of under a page each, too short for the hardware prefetchers
+// to catch on, so each step block also prefetches the same block of the next panel's rows.
+template <typename T, int width>
+void pack_k_contiguous(const T* src, const T* next, int64_t lane_stride, int64_t kc, T* out) {
+  constexpr int L = V<T>::kLanes;
+  using R = typename V<T>::R;
+  int64_t p = 0;
+  for (; p + L <= kc; p += L) {
+    if (next)
+      for (int l = 0; l < width; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(next + l * lane_stride + p), _MM_HINT_T0);
+#pragma GCC unroll 2
+    for (int l0 = 0; l0 < width; l0 += L) {
+      const int n = std::min(L, width - l0);
+      R r[L];
+#pragma GCC unroll 8
+      for (int i = 0; i < L; ++i)
+        r[i] = i < n ? V<T>::load(src + (l0 + i) * lane_stride + p) : V<T>::zero();
+      transpose(r);
+#pragma GCC unroll 8
+      for (int i = 0; i < L; ++i) store_n(out + (p + i) * width + l0, r[i], n);
+    }
+  }
+  for (; p < kc; ++p)
+    for (int l = 0; l < width; ++l) out[p * width + l] = src[l * lane_stride + p];
+}
+
+// Full panels whose lanes are contiguous in each step, in blocks of kStepBlock steps across all
+// panels: the reads are then kStepBlock streams along B's rows (not one page-strided line per
+// step, which the hardware prefetchers do not follow) and each panel is written in 1 KiB runs.
+template <typename T, int width>
+void pack_lanes_contiguous(const T* src, int64_t k_stride, int64_t panels, int64_t kc, T* out) {
+  constexpr int kStepBlock = 16, L = V<T>::kLanes;
+  for (int64_t p0 = 0; p0 < kc; p0 += kStepBlock) {
+    const int64_t p1 = std::min(kc, p0 + kStepBlock);
+    for (int64_t q = 0; q < panels; ++q) {
+      T* dst = out + q * width * kc;
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* step = src + p * k_stride + q * width;
+        int l = 0;
+        for (; l + L <= width; l += L) V<T>::store(dst + p * width + l, V<T>::load(step + l));
+        for (; l < width; ++l) dst[p * width + l] = step[l];
+      }
+    }
+  }
+}
+
+template <typename T, int width>
+void pack_full_panels(const T* src, int64_t lane_stride, int64_t k_stride, int64_t panels,
+                      int64_t kc, T* out) {
+  if (lane_stride == 1) return pack_lanes_contiguous<T, width>(src, k_stride, panels, kc, out);
+  if (k_stride != 1) return pack_panels_strided(src, lane_stride, k_stride, panels * width, kc, width, out);
+  for (int64_t q = 0; q < panels; ++q) {
+    const T* panel = src + q * width * lane_stride;
+    pack_k_contiguous<T, width>(panel, q + 1 < panels ? panel + width * lane_stride : nullptr,
+                                lane_stride, kc, out + q * width * kc);
+  }
+}
+
+// The widths the AVX2 microkernels use: MR = 6 rows of A, NR = 2 vectors of B's columns.
+template <typename T>
+void pack_avx2(const T* src, int64_t lane_stride, int64_t k_stride, int64_t lanes, int64_t kc,
+               int width, T* out) {
+  constexpr int kNR = 2 * V<T>::kLanes;
+  const int64_t full = lanes / width;
+  if (width == 6) pack_full_panels<T, 6>(src, lane_stride, k_stride, full, kc, out);
+  else if (width == kNR) pack_full_panels<T, kNR>(src, lane_stride, k_stride, full, kc, out);
+  else pack_panels_strided(src, lane_stride, k_stride, full * width, kc, width, out);
+  if (lanes % width)  // a partial last panel: zero-filled lanes, element by element
+    pack_panels_strided(src + full * width * lane_stride, lane_stride, k_stride, lanes % width, kc,
+                        width, out + full * width * kc);
+}
+
+}  // namespace
+
+Packer<float> avx2_packer_f32() { return &pack_avx2<float>; }
+Packer<double> avx2_packer_f64() { return &pack_avx2<double>; }
+
+}  // namespace engine::cpu::detail

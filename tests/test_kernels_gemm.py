@@ -191,6 +191,8 @@ def test_beta_zero_never_reads_out():
 @pytest.mark.parametrize("a_shape,b_shape,tb", [
     ((300, 700), (700, 513), False),     # rows split, packed B shared by the team
     ((5, 300), (300, 2000), True),       # too few rows: columns split
+    ((5, 300), (300, 9000), False),      # columns split over several NC panels: B shared
+    ((64, 784), (784, 64), False),       # A read in place: columns split, B packed alone
     ((3, 40, 300), (3, 300, 50), False),  # the team shares each batch item
     ((8, 40, 300), (300, 50), True),     # whole items per thread
 ])

@@ -143,14 +143,16 @@ struct Plan {
   int64_t a_elems, b_elems;     // packed A per thread, packed B per team
 };
 
-// The rows and columns of C one thread computes, and the team it packs B with.
+// The rows and columns of C one thread computes, and the columns b0..b1 whose B panels it packs
+// together with `sharers` threads (this one is number `rank` of them). Sharers meet at a barrier
+// before and after using the panels; a thread that packs alone never waits.
 struct Part {
-  int64_t m0, m1, n0, n1;
-  int tid, nt;
+  int64_t m0, m1, n0, n1, b0, b1;
+  int rank, sharers;
 };
 
-void team_barrier(const Part& pt) {
-  if (pt.nt > 1) {
+void sharers_barrier(const Part& pt) {
+  if (pt.sharers > 1) {
 #pragma omp barrier
   }
 }
@@ -217,21 +219,25 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
   const T* B = g.b + t * g.b_bs;
   T* C = g.c + t * g.c_bs;
   for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
-    const int64_t nc = std::min(pl.nc, g.n - jc), panels = ceil_div(nc, nr);
+    const int64_t nc = std::min(pl.nc, g.n - jc);
+    // The B micro-panels packed by this thread's sharers: p0.. (p0 + panels) of this nc panel.
+    const int64_t j0 = std::max(jc, pt.b0), j1 = std::min(jc + nc, pt.b1);
+    const int64_t p0 = (j0 - jc) / nr, panels = j1 > j0 ? ceil_div(j1 - j0, nr) : 0;
     for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
       const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
-      // This thread's share of the B micro-panels: columns q0·NR.. of the panel (lanes of B
-      // are its columns, so the strides swap roles against A's).
-      const int64_t q0 = panels * pt.tid / pt.nt, q1 = panels * (pt.tid + 1) / pt.nt;
+      // This thread's share of them: columns q0·NR.. (lanes of B are its columns, so the strides
+      // swap roles against A's).
+      const int64_t q0 = p0 + panels * pt.rank / pt.sharers,
+                    q1 = p0 + panels * (pt.rank + 1) / pt.sharers;
       if (q1 > q0)
         pl.ki.pack(B + pc * g.b_rs + (jc + q0 * nr) * g.b_cs, g.b_cs, g.b_rs,
-                   std::min(nc, q1 * nr) - q0 * nr, kc, nr, bpack + q0 * nr * kc);
-      team_barrier(pt);
+                   std::min(j1 - jc, q1 * nr) - q0 * nr, kc, nr, bpack + q0 * nr * kc);
+      sharers_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,
                            last ? g.act : Activation::none};
       macro_kernel(g, pl, pt, A, C, pc, kc, jc, nc, bpack, apack, ep);
-      team_barrier(pt);  // everyone is done with packed B before it is refilled
+      sharers_barrier(pt);  // everyone is done with packed B before it is refilled
     }
   }
 }
@@ -254,7 +260,11 @@ Plan<T> make_plan(const GemmArgs<T>& g) {
 }
 
 // The team's grid over C: tm row groups × tn column groups (tm·tn = team), picked so the
-// busiest thread has the fewest tiles; ties go to splitting rows, which keeps packed B shared.
+// busiest thread has the fewest tiles. On a tie, a packed A goes to splitting rows (each thread
+// packs only its own A), an A read in place to splitting columns.
+// The threads of a row group share its B panels. Split by columns alone, a thread packs its own
+// panels and never waits, unless N spans several NC panels: a thread may then still read one NC
+// panel's B while another packs the next into the same buffer, so the whole team shares them.
 template <typename T>
 Part grid_part(const GemmArgs<T>& g, const Plan<T>& pl, int tid, int team) {
   const int64_t tiles_m = ceil_div(g.m, pl.ki.mr), tiles_n = ceil_div(g.n, pl.ki.nr);
@@ -263,12 +273,15 @@ Part grid_part(const GemmArgs<T>& g, const Plan<T>& pl, int tid, int team) {
   for (int d = 1; d <= team; ++d) {
     if (team % d) continue;
     const int64_t cost = ceil_div(tiles_m, d) * ceil_div(tiles_n, team / d);
-    if (best < 0 || cost <= best) best = cost, tm = d;
+    if (best < 0 || cost < best || (cost == best && pl.pack_a)) best = cost, tm = d;
   }
   const int tn = team / tm, r = tid % tm, s = tid / tm;
-  return {std::min(g.m, tiles_m * r / tm * pl.ki.mr), std::min(g.m, tiles_m * (r + 1) / tm * pl.ki.mr),
-          std::min(g.n, tiles_n * s / tn * pl.ki.nr), std::min(g.n, tiles_n * (s + 1) / tn * pl.ki.nr),
-          tid, team};
+  const int64_t n0 = std::min(g.n, tiles_n * s / tn * pl.ki.nr),
+                n1 = std::min(g.n, tiles_n * (s + 1) / tn * pl.ki.nr);
+  Part pt{std::min(g.m, tiles_m * r / tm * pl.ki.mr), std::min(g.m, tiles_m * (r + 1) / tm * pl.ki.mr),
+          n0, n1, n0, n1, r, tm};
+  if (tm == 1 && g.n > pl.nc) pt.b0 = 0, pt.b1 = g.n, pt.rank = tid, pt.sharers = team;
+  return pt;
 }
 
 thread_local Workspace t_workspace;
@@ -289,7 +302,7 @@ void gemm(const GemmArgs<T>& g) {
   const bool by_item = nt > 1 && g.batch >= nt && (g.batch % nt == 0 || g.batch >= 4 * nt);
   const int64_t per_thread = pl.a_elems + (by_item ? pl.b_elems : 0);
   T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * (pl.b_elems + nt * per_thread)));
-  const Part whole{0, g.m, 0, g.n, 0, 1};
+  const Part whole{0, g.m, 0, g.n, 0, g.n, 0, 1};
   if (nt == 1) {
     for (int64_t t = 0; t < g.batch; ++t) gemm_item(g, pl, t, whole, ws, ws + pl.b_elems);
     return;

@@ -531,9 +531,9 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
     arrays: IN/OUT param and the moments m, v; IN grad; step counts from 1. Coefficients are
     rounded to the arrays' dtype first, as NumPy does with a Python float."""
     cdef Py_ssize_t n = param.shape[0], i
-    cdef bint decay_param = weight_decay != 0 and decoupled
+    # AdamW scales param by `decay` (exactly 1 for Adam); Adam adds wd·param to the gradient.
     cdef bint decay_grad = weight_decay != 0 and not decoupled
-    cdef real decay = 1 - lr * weight_decay, wd = weight_decay, eps_ = eps
+    cdef real decay = 1 - lr * weight_decay if decoupled else 1, wd = weight_decay, eps_ = eps
     cdef real b1 = beta1, c1 = 1 - beta1, b2 = beta2, c2 = 1 - beta2
     # bias corrections: m̂ = m/(1 - β1^t), v̂ = v/(1 - β2^t); lr/(1 - β1^t) is folded in once
     cdef real bias2 = 1 - beta2 ** step, step_size = lr / (1 - beta1 ** step), g
@@ -547,11 +547,10 @@ def adam_update(real[::1] param, const real[::1] grad, real[::1] m, real[::1] v,
     _check_disjoint("adam_update", ("param", "m", "v", "grad"), spans, 3)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
-            g = grad[i]
-            if decay_param:
-                param[i] = param[i] * decay
-            elif decay_grad:
-                g = g + wd * param[i]
+            # NOTE: no branch on a store in the body, so the compiler vectorizes it (the
+            # square root and division dominate); the select keeps inf/NaN params exact.
+            g = grad[i] + wd * param[i] if decay_grad else grad[i]
+            param[i] = param[i] * decay
             m[i] = b1 * m[i] + c1 * g
             v[i] = b2 * v[i] + c2 * g * g
             # eps outside the root, after the bias correction (PyTorch's form)

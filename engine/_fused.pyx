@@ -9,8 +9,8 @@ engine/backend/numpy_ref.py (engine/optim/updates.py for the updates) is the spe
 is tested against.
 """
 from cython.parallel cimport prange
-from libc.math cimport erf, erff, exp, expf, log, logf, sqrt, sqrtf
-from libc.stdint cimport int64_t, uint64_t
+from libc.math cimport erf, exp, log, logf, sqrt, sqrtf
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free
 
 ctypedef fused real:
@@ -30,9 +30,72 @@ cdef double _INV_SQRT_2PI = 0.39894228040143267794     # 1/√(2π)
 cdef double _GELU_KAPPA = 0.044715
 
 
+# ---- float32 exp and erf in plain arithmetic -------------------------------------------------
+# libm's expf and erff are calls, which keep every loop that uses them scalar; these are
+# branch-free arithmetic (selects only) that the compiler vectorizes. float64 keeps libm: it is
+# the gradient-check dtype, where speed matters less than the last ulp.
+# NOTE: Cython writes an integer literal next to a float as a double literal (1 becomes 1.0),
+# which silently moves float arithmetic to double; hot float expressions cast theirs (<real>1).
+
+cdef union _Float32Bits:
+    float f
+    int32_t i
+
+
+cdef inline float _pow2f(int32_t n) noexcept nogil:
+    """2ⁿ for -126 ≤ n ≤ 127, written straight into the exponent bits."""
+    cdef _Float32Bits b
+    b.i = (n + 127) << 23
+    return b.f
+
+
+cdef inline float _expf(float t) noexcept nogil:
+    """exp(t) within 2 ulp: t = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two so n·ln2 is exact),
+    exp(r) by Cephes' degree-5 polynomial, times 2ⁿ as two factors so that results from
+    overflow (inf) down to the subnormals come out right. NaN stays NaN (the clamps keep it)."""
+    cdef float lo = -104.0, hi = 89.0
+    cdef float c = lo if t < lo else t  # exp(-104) is below the smallest subnormal
+    c = hi if c > hi else c  # exp(89) overflows
+    # n = round(c·log2 e): the offset makes the argument positive, so truncation rounds it
+    cdef int32_t n = <int32_t>(c * <float>1.44269504088896341 + <float>200.5) - 200
+    cdef float r = c - <float>n * <float>0.693359375
+    r = r - <float>n * <float>-2.12194440e-4
+    cdef float p = <float>1.9875691500e-4
+    p = p * r + <float>1.3981999507e-3
+    p = p * r + <float>8.3334519073e-3
+    p = p * r + <float>4.1665795894e-2
+    p = p * r + <float>1.6666665459e-1
+    p = p * r + <float>5.0000001201e-1
+    p = p * r * r + r + <float>1
+    cdef int32_t half = n >> 1
+    return p * _pow2f(half) * _pow2f(n - half)
+
+
+cdef inline float _erff(float x) noexcept nogil:
+    """erf(x) within a few ulp: x·P(x²)/Q(x²) on [-4, 4], the rational minimax fit Eigen and
+    XLA use for float (the GEMM's GELU epilogue uses the same); ±1 outside, as erff rounds."""
+    cdef float edge = 4.0  # a float, so the comparisons stay in float
+    cdef float z = -edge if x < -edge else x
+    z = edge if z > edge else z
+    cdef float z2 = z * z
+    cdef float p = <float>-2.72614225801306e-10
+    p = p * z2 + <float>2.77068142495902e-08
+    p = p * z2 + <float>-2.10102402082508e-06
+    p = p * z2 + <float>-5.69250639462346e-05
+    p = p * z2 + <float>-7.34990630326855e-04
+    p = p * z2 + <float>-2.95459980854025e-03
+    p = p * z2 + <float>-1.60960333262415e-02
+    cdef float q = <float>-1.45660718464996e-05
+    q = q * z2 + <float>-2.13374055278905e-04
+    q = q * z2 + <float>-1.68282697438203e-03
+    q = q * z2 + <float>-7.37332916720468e-03
+    q = q * z2 + <float>-1.42647390514189e-02
+    return z * p / q
+
+
 cdef inline real _exp(real x) noexcept nogil:
     if real is float:
-        return expf(x)
+        return _expf(x)
     else:
         return exp(x)
 
@@ -53,7 +116,7 @@ cdef inline real _sqrt(real x) noexcept nogil:
 
 cdef inline real _erf(real x) noexcept nogil:
     if real is float:
-        return erff(x)
+        return _erff(x)
     else:
         return erf(x)
 
@@ -403,7 +466,7 @@ def cross_entropy_backward(real[:, ::1] dlogits, const real[::1] dlosses, const 
                 l = lse[i]
                 for j in range(c):
                     dlogits[i, j] = _exp(logits[i, j] - l) * d
-                dlogits[i, t] = (_exp(logits[i, t] - l) - 1) * d
+                dlogits[i, t] = (_exp(logits[i, t] - l) - <real>1) * d
 
 
 # ----------------------------------------------------------------------------- GELU
@@ -426,13 +489,16 @@ def gelu_forward(real[::1] y, const real[::1] x, bint tanh_approx=False):
     cdef _Span spans[2]
     spans[0], spans[1] = _span1(y), _span1(x)
     _check_disjoint("gelu_forward", ("y", "x"), spans, 1)
+    # One loop per form, so neither holds a branch that keeps it from vectorizing.
     with nogil:
-        for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
-            v = x[i]
-            if tanh_approx:
-                y[i] = v / (1 + _exp(-2 * _gelu_tanh_u(v)))
-            else:
-                y[i] = v * <real>0.5 * (1 + _erf(v * <real>_SQRT1_2))
+        if tanh_approx:
+            for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+                v = x[i]
+                y[i] = v / (<real>1 + _exp(<real>-2 * _gelu_tanh_u(v)))
+        else:
+            for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+                v = x[i]
+                y[i] = v * <real>0.5 * (<real>1 + _erf(v * <real>_SQRT1_2))
 
 
 def gelu_backward(real[::1] dx, const real[::1] dy, const real[::1] x, bint tanh_approx=False):
@@ -447,17 +513,19 @@ def gelu_backward(real[::1] dx, const real[::1] dy, const real[::1] x, bint tanh
     spans[0], spans[1], spans[2] = _span1(dx), _span1(dy), _span1(x)
     _check_disjoint("gelu_backward", ("dx", "dy", "x"), spans, 1)
     with nogil:
-        for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
-            v = x[i]
-            if tanh_approx:
+        if tanh_approx:
+            for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+                v = x[i]
                 # e capped at exp(80) so e·s² stays finite (inf·0 would be NaN); s < 1e-34 there
-                z = -2 * _gelu_tanh_u(v)
+                z = <real>-2 * _gelu_tanh_u(v)
                 e = _exp(z if z < 80 else 80)
-                s = 1 / (1 + e)
-                dx[i] = dy[i] * (s + 2 * v * e * s * s * <real>_SQRT_2_OVER_PI
-                                 * (1 + <real>(3 * _GELU_KAPPA) * v * v))
-            else:
-                dx[i] = dy[i] * (<real>0.5 * (1 + _erf(v * <real>_SQRT1_2))
+                s = <real>1 / (<real>1 + e)
+                dx[i] = dy[i] * (s + <real>2 * v * e * s * s * <real>_SQRT_2_OVER_PI
+                                 * (<real>1 + <real>(3 * _GELU_KAPPA) * v * v))
+        else:
+            for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):
+                v = x[i]
+                dx[i] = dy[i] * (<real>0.5 * (<real>1 + _erf(v * <real>_SQRT1_2))
                                  + v * <real>_INV_SQRT_2PI * _exp(<real>-0.5 * v * v))
 
 

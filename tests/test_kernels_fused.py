@@ -192,6 +192,38 @@ def test_gelu_at_large_magnitudes(approximate):
                                numpy_ref.gelu_backward(np.ones(7), x, approximate), **FLOAT64)
 
 
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def test_float32_erf_holds_a_few_ulp_over_the_whole_line():
+    """float32 erf is a rational fit (it vectorizes; libm's erff does not): GELU on a dense grid
+    stays within 4 ulp of |x| of the float64 reference; ±inf and NaN come out as the reference's."""
+    x = np.concatenate([np.linspace(-12, 12, 240_001), [1e-30, -1e-30, 0.0]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    err = np.abs(cpu.gelu_forward(x).astype(np.float64) - numpy_ref.gelu_forward(x64))
+    assert np.all(err <= 4 * EPS32 * np.abs(x64)), x[np.argmax(err / np.abs(x64))]
+    err = np.abs(cpu.gelu_backward(np.ones_like(x), x) - numpy_ref.gelu_backward(np.ones_like(x64), x64))
+    assert np.max(err) <= 4 * EPS32
+    special = np.array([np.inf, -np.inf, np.nan], np.float32)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(cpu.gelu_forward(special), numpy_ref.gelu_forward(special))
+        np.testing.assert_array_equal(cpu.gelu_backward(np.ones(3, np.float32), special),
+                                      numpy_ref.gelu_backward(np.ones(3, np.float32), special))
+
+
+def test_float32_exp_holds_a_few_ulp_down_to_the_subnormals():
+    """float32 exp is a polynomial with 2ⁿ in the exponent bits: the softmax of rows [0, t] gives
+    e^t/(1 + e^t), checked from t = 0 down past the smallest subnormal (where it must be 0)."""
+    t = np.linspace(-110, 0, 110_001).astype(np.float32)
+    x = np.stack([np.zeros_like(t), t], axis=1)
+    got = cpu.softmax_forward(x)[:, 1].astype(np.float64)
+    e = np.exp(t.astype(np.float64))
+    want = e / (1 + e)
+    tiny = float(np.finfo(np.float32).smallest_subnormal)
+    assert np.all(np.abs(got - want) <= 4 * EPS32 * want + tiny)
+    assert np.all(got[t < -104] == 0)
+
+
 def test_gelu_takes_a_strided_view():
     x = rng.standard_normal((10, 12))[:, ::3]
     np.testing.assert_allclose(cpu.gelu_forward(x), numpy_ref.gelu_forward(x), **FLOAT64)

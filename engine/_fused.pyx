@@ -469,6 +469,35 @@ def cross_entropy_backward(real[:, ::1] dlogits, const real[::1] dlosses, const 
                 dlogits[i, t] = (_exp(logits[i, t] - l) - <real>1) * d
 
 
+# ----------------------------------------------------------------------------- ReLU
+
+def relu_forward(real[::1] y, const real[::1] x):
+    """OUT y = max(x, 0) of IN x (flat); NaN stays NaN, like numpy_ref's np.maximum."""
+    cdef Py_ssize_t n = x.shape[0], i
+    cdef real v
+    _check_shape("relu_forward", "y", (y.shape[0],), (n,))
+    cdef _Span spans[2]
+    spans[0], spans[1] = _span1(y), _span1(x)
+    _check_disjoint("relu_forward", ("y", "x"), spans, 1)
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
+            v = x[i]
+            y[i] = 0 if v <= 0 else v  # a NaN fails `<= 0` and passes through
+
+
+def relu_backward(real[::1] dx, const real[::1] dy, const real[::1] y):
+    """OUT dx = dy where the forward's output y > 0, else 0 (IN dy, y flat)."""
+    cdef Py_ssize_t n = y.shape[0], i
+    _check_shape("relu_backward", "dx", (dx.shape[0],), (n,))
+    _check_shape("relu_backward", "dy", (dy.shape[0],), (n,))
+    cdef _Span spans[3]
+    spans[0], spans[1], spans[2] = _span1(dx), _span1(dy), _span1(y)
+    _check_disjoint("relu_backward", ("dx", "dy", "y"), spans, 1)
+    with nogil:
+        for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
+            dx[i] = dy[i] if y[i] > 0 else 0
+
+
 # ----------------------------------------------------------------------------- GELU
 
 # NOTE: the tanh form is computed as a sigmoid, (1 + tanh u)/2 = σ(2u) = 1/(1 + exp(-2u)): one exp

@@ -430,6 +430,9 @@ NATIVE = [
            r"cross_entropy_backward: target\[0\] = 3 is out of range"),
     Raises("fused-cross_entropy_backward-alias", "l = np.ones((2, 3)); _fused.cross_entropy_backward(l, f64(2), l, np.array([0, 0]), f64(2), -100)",
            ValueError, r"cross_entropy_backward: dlogits shares memory with logits"),
+    Raises("fused-relu-shape", "_fused.relu_forward(f32(3), f32(4))", ValueError, r"relu_forward: y has shape \(3,\), expected \(4,\)"),
+    Raises("fused-relu-overlap", "b = np.ones(5, np.float32); _fused.relu_forward(b[1:], b[:4])", ValueError, r"relu_forward: y shares memory with x"),
+    Raises("fused-relu_backward-overlap", "b = np.ones(5); _fused.relu_backward(b[1:], np.ones(4), b[:4])", ValueError, r"relu_backward: dx shares memory with y"),
     Raises("fused-gelu-shape", "_fused.gelu_forward(f32(3), f32(4))", ValueError, r"gelu_forward: y has shape \(3,\), expected \(4,\)"),
     # NOTE: Cython picks float or double from the arguments first; a 2-D array matches neither
     Raises("fused-gelu-2d", "_fused.gelu_forward(f32(2, 2), f32(2, 2))", TypeError, r"No matching signature found"),

@@ -21,8 +21,8 @@ from engine.models import GPT, MLP, GPTConfig
 # that depend on N alone; the GEMM never splits K across threads; dropout draws from a counter).
 BITWISE_ACROSS_THREADS = {
     "matmul", "linear", "softmax_forward", "softmax_backward", "layer_norm_forward",
-    "layer_norm_backward", "cross_entropy_forward", "cross_entropy_backward", "gelu_forward",
-    "gelu_backward", "dropout_mask",
+    "layer_norm_backward", "cross_entropy_forward", "cross_entropy_backward", "relu_forward",
+    "relu_backward", "gelu_forward", "gelu_backward", "dropout_mask",
 }
 # Any other native kernel (one whose threads split a reduction) may round differently with
 # another thread count, within this relative bound in float64.
@@ -150,8 +150,8 @@ def _kernel_args(name, rng):
             return logits, target, -100
         _, lse = numpy_ref.cross_entropy_forward(logits, target)
         return f(400), logits, target, lse, -100
-    if name in ("gelu_forward", "gelu_backward"):
-        return (f(200_000),) if name == "gelu_forward" else (f(200_000), f(200_000))
+    if name in ("gelu_forward", "gelu_backward", "relu_forward", "relu_backward"):
+        return (f(200_000),) if name.endswith("forward") else (f(200_000), f(200_000))
     if name == "embedding_backward":
         return f(64, 50, 32), rng.integers(0, 100, (64, 50)), 100
     if name == "dropout_mask":

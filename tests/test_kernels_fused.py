@@ -35,7 +35,8 @@ def assert_all_close(got, want, dtype, reduction=1):
 
 def test_native_backend_serves_the_fused_kernels():
     names = ["layer_norm_forward", "layer_norm_backward", "cross_entropy_forward", "cross_entropy_backward",
-             "gelu_forward", "gelu_backward", "dropout_mask", "softmax_forward", "softmax_backward"]
+             "relu_forward", "relu_backward", "gelu_forward", "gelu_backward", "dropout_mask",
+             "softmax_forward", "softmax_backward"]
     assert all(cpu.KERNELS.sources[name] == "native" for name in names)
 
 
@@ -167,6 +168,38 @@ def test_cross_entropy_takes_non_contiguous_logits_and_int32_targets():
     assert_all_close((losses, lse), numpy_ref.cross_entropy_forward(logits, target), np.float64)
     assert_all_close([cpu.cross_entropy_backward(np.ones(20), logits, target, lse)],
                      [numpy_ref.cross_entropy_backward(np.ones(20), logits, target, lse)], np.float64)
+
+
+# ---- ReLU --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", FLAT)
+def test_relu_matches_reference(shape, dtype):
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    y = cpu.relu_forward(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, numpy_ref.relu_forward(x))
+    dx = cpu.relu_backward(dy, y)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_array_equal(dx, numpy_ref.relu_backward(dy, y))
+
+
+def test_relu_keeps_nan_and_passes_no_gradient_at_or_below_zero():
+    x = np.array([np.nan, -np.inf, -1.0, -0.0, 0.0, 1e-45, 2.0, np.inf], np.float32)
+    y = cpu.relu_forward(x)
+    np.testing.assert_array_equal(y, numpy_ref.relu_forward(x))
+    dx = cpu.relu_backward(np.ones_like(x), y)
+    np.testing.assert_array_equal(dx, [0, 0, 0, 0, 0, 1, 1, 1])
+
+
+def test_relu_takes_strided_views_and_mixed_dtypes():
+    x = rng.standard_normal((10, 12))[:, ::3]
+    np.testing.assert_array_equal(cpu.relu_forward(x), numpy_ref.relu_forward(x))
+    y = cpu.relu_forward(x.T)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = cpu.relu_backward(dy, y)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, numpy_ref.relu_backward(dy, y))
 
 
 # ---- GELU --------------------------------------------------------------------------------------

@@ -105,6 +105,23 @@ def cross_entropy_backward(dlosses, logits, target, lse, ignore_index=-100):
     return dlogits
 
 
+def relu_forward(x):
+    if x.dtype not in _FUSED_DTYPES:
+        return numpy_ref.relu_forward(x)
+    y = np.empty(x.shape, x.dtype)
+    _fused.relu_forward(y.reshape(-1), _c(x, x.dtype).reshape(-1))
+    return y
+
+
+def relu_backward(dy, y):
+    dtype = np.result_type(dy, y)
+    if dtype not in _FUSED_DTYPES:
+        return numpy_ref.relu_backward(dy, y)
+    dx = np.empty(y.shape, dtype)
+    _fused.relu_backward(dx.reshape(-1), _c(dy, dtype).reshape(-1), _c(y, dtype).reshape(-1))
+    return dx
+
+
 def _gelu_tanh(approximate):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: unknown approximate {approximate!r}")
@@ -265,6 +282,8 @@ def _overrides():
         "layer_norm_backward": layer_norm_backward,
         "cross_entropy_forward": cross_entropy_forward,
         "cross_entropy_backward": cross_entropy_backward,
+        "relu_forward": relu_forward,
+        "relu_backward": relu_backward,
         "gelu_forward": gelu_forward,
         "gelu_backward": gelu_backward,
         "dropout_mask": dropout_mask,

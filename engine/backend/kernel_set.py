@@ -12,7 +12,8 @@ KERNEL_NAMES = (
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "attention_forward", "attention_backward",
     "softmax_forward", "softmax_backward", "layer_norm_forward", "layer_norm_backward",
-    "cross_entropy_forward", "cross_entropy_backward", "gelu_forward", "gelu_backward",
+    "cross_entropy_forward", "cross_entropy_backward", "relu_forward", "relu_backward",
+    "gelu_forward", "gelu_backward",
     "embedding_backward", "dropout_mask",
 )
 

@@ -485,6 +485,19 @@ def _erf(x):
     return xp.where(y <= 0.46875, small, large)
 
 
+def relu_forward(x):
+    """max(x, 0); NaN stays NaN (np.maximum propagates it), as PyTorch's relu does."""
+    return array_module(x).maximum(x, x.dtype.type(0))
+
+
+def relu_backward(dy, y):
+    """dx = dy where the output y = relu(x) is positive, else 0: y > 0 exactly where x > 0 (a NaN
+    x gives a NaN y, which is not > 0), so the output serves and the input need not be kept."""
+    xp = array_module(dy, y)
+    dtype = xp.result_type(dy, y)
+    return xp.where(y > 0, dy, dtype.type(0)).astype(dtype, copy=False)
+
+
 _SQRT1_2 = math.sqrt(0.5)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -488,6 +488,7 @@ def relu_forward(real[::1] y, const real[::1] x):
 def relu_backward(real[::1] dx, const real[::1] dy, const real[::1] y):
     """OUT dx = dy where the forward's output y > 0, else 0 (IN dy, y flat)."""
     cdef Py_ssize_t n = y.shape[0], i
+    cdef real g
     _check_shape("relu_backward", "dx", (dx.shape[0],), (n,))
     _check_shape("relu_backward", "dy", (dy.shape[0],), (n,))
     cdef _Span spans[3]
@@ -495,7 +496,8 @@ def relu_backward(real[::1] dx, const real[::1] dy, const real[::1] y):
     _check_disjoint("relu_backward", ("dx", "dy", "y"), spans, 1)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
-            dx[i] = dy[i] if y[i] > 0 else 0
+            g = dy[i]  # loaded unconditionally, so the select below vectorizes
+            dx[i] = g if y[i] > 0 else 0
 
 
 # ----------------------------------------------------------------------------- GELU

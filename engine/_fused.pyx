@@ -469,16 +469,30 @@ def cross_entropy_backward(real[:, ::1] dlogits, const real[::1] dlosses, const 
                 dlogits[i, t] = (_exp(logits[i, t] - l) - <real>1) * d
 
 
+# ----------------------------------------------------------------------------- element-wise ops
+
+cdef int _check_elementwise(str op, tuple names, real[::1] out, const real[::1] a,
+                            const real[::1] b) except -1:
+    """The arguments of an element-wise op: OUT `out` and IN a, b, flat and of a's length, with
+    `out` sharing memory with neither; `names` names them in that order. A unary op passes its
+    input as both a and b and names only two."""
+    cdef Py_ssize_t n = a.shape[0]
+    _check_shape(op, names[0], (out.shape[0],), (n,))
+    if len(names) > 2:
+        _check_shape(op, names[2], (b.shape[0],), (n,))
+    cdef _Span spans[3]
+    spans[0], spans[1], spans[2] = _span1(out), _span1(a), _span1(b)
+    _check_disjoint(op, names, spans, 1)
+    return 0
+
+
 # ----------------------------------------------------------------------------- ReLU
 
 def relu_forward(real[::1] y, const real[::1] x):
     """OUT y = max(x, 0) of IN x (flat); NaN stays NaN, like numpy_ref's np.maximum."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef real v
-    _check_shape("relu_forward", "y", (y.shape[0],), (n,))
-    cdef _Span spans[2]
-    spans[0], spans[1] = _span1(y), _span1(x)
-    _check_disjoint("relu_forward", ("y", "x"), spans, 1)
+    _check_elementwise("relu_forward", ("y", "x"), y, x, x)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
             v = x[i]
@@ -489,11 +503,7 @@ def relu_backward(real[::1] dx, const real[::1] dy, const real[::1] y):
     """OUT dx = dy where the forward's output y > 0, else 0 (IN dy, y flat)."""
     cdef Py_ssize_t n = y.shape[0], i
     cdef real g
-    _check_shape("relu_backward", "dx", (dx.shape[0],), (n,))
-    _check_shape("relu_backward", "dy", (dy.shape[0],), (n,))
-    cdef _Span spans[3]
-    spans[0], spans[1], spans[2] = _span1(dx), _span1(dy), _span1(y)
-    _check_disjoint("relu_backward", ("dx", "dy", "y"), spans, 1)
+    _check_elementwise("relu_backward", ("dx", "y", "dy"), dx, y, dy)
     with nogil:
         for i in prange(n, schedule='static', use_threads_if=n > _PARALLEL_MIN):
             g = dy[i]  # loaded unconditionally, so the select below vectorizes
@@ -516,10 +526,7 @@ def gelu_forward(real[::1] y, const real[::1] x, bint tanh_approx=False):
     tanh_approx (1 + tanh u)/2 with u = √(2/π)·(x + 0.044715·x³)."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef real v
-    _check_shape("gelu_forward", "y", (y.shape[0],), (n,))
-    cdef _Span spans[2]
-    spans[0], spans[1] = _span1(y), _span1(x)
-    _check_disjoint("gelu_forward", ("y", "x"), spans, 1)
+    _check_elementwise("gelu_forward", ("y", "x"), y, x, x)
     # One loop per form, so neither holds a branch that keeps it from vectorizing.
     with nogil:
         if tanh_approx:
@@ -538,11 +545,7 @@ def gelu_backward(real[::1] dx, const real[::1] dy, const real[::1] x, bint tanh
     u' = √(2/π)·(1 + 3κx²), and s(1 - s) = e·s² for e = exp(-2u)."""
     cdef Py_ssize_t n = x.shape[0], i
     cdef real v, z, e, s
-    _check_shape("gelu_backward", "dx", (dx.shape[0],), (n,))
-    _check_shape("gelu_backward", "dy", (dy.shape[0],), (n,))
-    cdef _Span spans[3]
-    spans[0], spans[1], spans[2] = _span1(dx), _span1(dy), _span1(x)
-    _check_disjoint("gelu_backward", ("dx", "dy", "x"), spans, 1)
+    _check_elementwise("gelu_backward", ("dx", "x", "dy"), dx, x, dy)
     with nogil:
         if tanh_approx:
             for i in prange(n, schedule='static', use_threads_if=n * _TRANSCENDENTAL > _PARALLEL_MIN):

@@ -30,6 +30,11 @@ def to_dtype(dtype):
     """A NumPy dtype from anything naming one (engine/NumPy dtype, type, or string)."""
     if dtype is None:
         return None
+    from engine.amp import bfloat16
+
+    if dtype is bfloat16:
+        raise TypeError("engine.bfloat16 is a compute precision for engine.autocast('cuda'), not a storage "
+                        "dtype: tensors stay float32 (see engine/amp.py)")
     try:
         return np.dtype(dtype)
     except TypeError:

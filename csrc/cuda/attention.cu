@@ -11,6 +11,8 @@ namespace engine::cuda {
 namespace {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// The tensor-core kernels store float pairs (8-byte stores) into their outputs.
+bool aligned8(const void* p) { return reinterpret_cast<uintptr_t>(p) % 8 == 0; }
 
 template <typename T, typename A>
 cudaError_t backward_with(const AttentionArgs& a, attn::Buffers buf, bool mma, cudaStream_t stream) {
@@ -46,8 +48,8 @@ cudaError_t attention_forward(const AttentionArgs& a, void* out, void* lse, cuda
     case AttnElem::f32: return attn::simt_forward<float, float>(a, buf, stream);
     case AttnElem::f64: return attn::simt_forward<double, double>(a, buf, stream);
     case AttnElem::bf16:
-      return attention_uses_tensor_cores(a) ? attn::mma_forward(a, buf, stream)
-                                            : attn::simt_forward<__nv_bfloat16, float>(a, buf, stream);
+      return attention_uses_tensor_cores(a) && aligned8(out) ? attn::mma_forward(a, buf, stream)
+                                                             : attn::simt_forward<__nv_bfloat16, float>(a, buf, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -61,7 +63,8 @@ cudaError_t attention_backward(const AttentionArgs& a, const void* dout, const v
     case AttnElem::f32: return backward_with<float, float>(a, buf, false, stream);
     case AttnElem::f64: return backward_with<double, double>(a, buf, false, stream);
     case AttnElem::bf16: {
-      const bool mma = attention_uses_tensor_cores(a) && aligned16(dout);
+      const bool mma =
+          attention_uses_tensor_cores(a) && aligned16(dout) && aligned8(dq) && aligned8(dk) && aligned8(dv);
       return backward_with<__nv_bfloat16, float>(a, buf, mma, stream);
     }
   }

@@ -152,6 +152,13 @@ __device__ __forceinline__ float masked_score(const MmaParams& p, int64_t bi, in
   return x;
 }
 
+// Whether a tile of query rows [q0, q0 + rows) × keys [k0, k0 + keys) needs the element-wise
+// rule of masked_score: a mask, keys or rows past the end, or keys after some row under is_causal.
+// Interior tiles (most of a long sequence) only scale their scores.
+__device__ __forceinline__ bool tile_needs_mask(const MmaParams& p, int64_t q0, int rows, int64_t k0, int keys) {
+  return p.mask.kind != MaskKind::none || k0 + keys > p.tk || q0 + rows > p.tq || (p.causal && k0 + keys - 1 > q0);
+}
+
 // lse (natural log) as the exp2 shift of a row's recomputed probabilities; 0 for a fully masked row.
 __device__ __forceinline__ float lse_log2(float lse) { return lse == -INFINITY ? 0.f : lse * kLog2e; }
 
@@ -214,11 +221,13 @@ __global__ void __launch_bounds__(kThreads) mma_forward_kernel(MmaParams p) {
     // m' = max(m, rowmax), α = 2^(m − m'), l' = α·l + Σ 2^(s − m'). A row with nothing visible yet
     // keeps m' = -inf and is shifted by 0, so its terms are 2^-inf = 0, never NaN.
     float mx[2] = {-INFINITY, -INFINITY};
+    const bool edge = tile_needs_mask(p, q0 + warp * 16, 16, k0, kKeys);
 #pragma unroll
     for (int n = 0; n < NC; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        s[n][e] = masked_score(p, bi, hi, row[e / 2], k0 + n * 8 + 2 * t + e % 2, s[n][e]);
+        s[n][e] = edge ? masked_score(p, bi, hi, row[e / 2], k0 + n * 8 + 2 * t + e % 2, s[n][e])
+                       : s[n][e] * p.scale_log2;
         mx[e / 2] = fmaxf(mx[e / 2], s[n][e]);
       }
     float shift[2], alpha[2];
@@ -340,11 +349,13 @@ __global__ void __launch_bounds__(kThreads) mma_dq_kernel(MmaParams p) {
       }
     }
     // P = 2^(s − lse·log2 e) recomputes the forward's probabilities; dS = P ∘ (dP − delta).
+    const bool edge = tile_needs_mask(p, q0 + warp * 16, 16, k0, kKeys);
 #pragma unroll
     for (int n = 0; n < NC; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const float x = masked_score(p, bi, hi, row[e / 2], k0 + n * 8 + 2 * t + e % 2, s[n][e]);
+        const float x = edge ? masked_score(p, bi, hi, row[e / 2], k0 + n * 8 + 2 * t + e % 2, s[n][e])
+                             : s[n][e] * p.scale_log2;
         const float prob = x == -INFINITY ? 0.f : exp2f(x - lse2[e / 2]);
         s[n][e] = prob * (dp[n][e] - delta[e / 2]);
       }
@@ -455,12 +466,13 @@ __global__ void __launch_bounds__(kThreads) mma_dkdv_kernel(MmaParams p) {
       }
     }
     // Element (key[e/2], query row q0 + 8n + 2t + e%2): Pᵀ into s, dSᵀ into dp.
+    const bool edge = tile_needs_mask(p, q0, BQ, k0 + warp * 16, 16);
 #pragma unroll
     for (int n = 0; n < NQ; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = n * 8 + 2 * t + e % 2;
-        const float x = masked_score(p, bi, hi, q0 + r, key[e / 2], s[n][e]);
+        const float x = edge ? masked_score(p, bi, hi, q0 + r, key[e / 2], s[n][e]) : s[n][e] * p.scale_log2;
         const float prob = x == -INFINITY ? 0.f : exp2f(x - lse2[r]);
         s[n][e] = prob;
         dp[n][e] = prob * (dp[n][e] - dl[r]);

@@ -37,7 +37,6 @@ class UnsupportedFeature(AttributeError, NotImplementedError):
 
 # PyTorch names with no engine counterpart, and the feature each stands for.
 _OUT_OF_SCOPE = {
-    "amp": "torch.amp's namespace (use engine.autocast('cuda', dtype=engine.bfloat16))",
     "backends": "backend switches (torch.backends: TF32, cuDNN, SDPA kernel choice)",
     "jit": "TorchScript (torch.jit)",
     "fx": "graph capture (torch.fx)",

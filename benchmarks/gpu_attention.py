@@ -126,7 +126,7 @@ def attention_rows(quick):
 
     from engine.backend import cuda as gpu
 
-    from .gpu import _row, _torch_cuda, gpu_median_s
+    from .gpu import _torch_cuda
 
     torch = _torch_cuda()
     rng = np.random.default_rng(0)
@@ -143,16 +143,17 @@ def attention_rows(quick):
                             impls["cupy"] = _cupy_impl(q, k, v, dout, causal, backward)
                         if torch:
                             impls["torch"] = _torch_impl(torch, q, k, v, dout, causal, bf16, backward)
-                        yield _attention_row(impls, t, d, causal, backward, precision, torch, q, k, v, dout,
-                                             gpu_median_s, _row)
+                        yield _attention_row(impls, t, d, causal, backward, precision, torch)
                         print(f"  attention T{t} D{d} causal={causal} bwd={backward} {precision}: done",
                               file=sys.stderr)
 
 
-def _attention_row(impls, t, d, causal, backward, precision, torch, q, k, v, dout, gpu_median_s, _row):
+def _attention_row(impls, t, d, causal, backward, precision, torch):
+    """Times and peak memory of each implementation, and engine's error against the most precise
+    other result (torch's fp32 where there is one, else CuPy's), as one table row."""
     import cupy as cp
 
-    from .gpu import _rel_err
+    from .gpu import _rel_err, _row, gpu_median_s
 
     seconds, peak, outputs = {}, {}, {}
     for name, fn in impls.items():
@@ -163,7 +164,6 @@ def _attention_row(impls, t, d, causal, backward, precision, torch, q, k, v, dou
         except (cp.cuda.memory.OutOfMemoryError, MemoryError):
             print(f"  {name}: out of memory at T{t} D{d}", file=sys.stderr)
         cp.get_default_memory_pool().free_all_blocks()
-    # the check: engine against the most precise other result (torch's fp32, else CuPy's)
     want = outputs.get("torch") if precision == "highest" and "torch" in outputs else outputs.get("cupy")
     if want is None:
         want = outputs.get("torch")

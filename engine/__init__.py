@@ -3,7 +3,7 @@ CUDA kernels, reverse-mode autograd, and PyTorch-like nn / optim / data APIs."""
 __version__ = "0.1.0"
 
 from engine import backend, cuda  # noqa: F401
-from engine.amp import autocast, bfloat16, get_autocast_dtype, is_autocast_enabled
+from engine.amp import autocast, bfloat16, get_autocast_dtype, is_autocast_enabled  # noqa: F401
 from engine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from engine.creation import (arange, empty, from_numpy, full, full_like, linspace, ones,
                              ones_like, rand, rand_like, randint, randn, randn_like, zeros,

@@ -1,5 +1,7 @@
 """GPU suites (`engine bench --device cuda`): engine's CUDA GEMM and conv2d against cuBLAS
-(cupy.matmul, torch.matmul), cuDNN (torch conv2d) and NumPy on the CPU.
+(cupy.matmul, torch.matmul), cuDNN (torch conv2d) and NumPy on the CPU; attention
+(benchmarks/gpu_attention.py) against torch's SDPA and a CuPy reference; GPT training
+(benchmarks/gpu_train.py) against PyTorch eager.
 
 Each GPU time is the median of CUDA-event timings after a warm-up (all libraries run on the legacy
 default stream, so one pair of events brackets each call); NumPy's is the median of wall-clock
@@ -181,18 +183,28 @@ def _row(suite, case, precision, flops, seconds, err):
             "mismatch": err > AGREEMENT[precision]}
 
 
-SUITES = {"gemm": gemm_rows, "conv": conv_rows}
+def _suites():
+    from .gpu_attention import attention_rows
+    from .gpu_train import train_rows
+
+    return {"gemm": gemm_rows, "conv": conv_rows, "attention": attention_rows, "train": train_rows}
+
+
+SUITES = ("gemm", "conv", "attention", "train")
 
 
 def format_table(rows):
     impls = [i for i in ("engine", "cupy", "torch", "numpy") if any(i in r["tflops"] for r in rows)]
-    head = ["suite", "case", "precision"] + [f"{i} TFLOP/s" for i in impls] + ["eng/torch", "eng/numpy", "rel err"]
+    memory = [i for i in ("engine", "cupy", "torch") if any(i in r.get("peak_mib", {}) for r in rows)]
+    head = (["suite", "case", "precision"] + [f"{i} TFLOP/s" for i in impls] + ["eng/torch", "eng/cupy", "eng/numpy"]
+            + [f"{i} MiB" for i in memory] + ["rel err"])
     lines = []
+    ratio = lambda t, other, fmt: fmt.format(t["engine"] / t[other]) if "engine" in t and other in t else "-"  # noqa: E731
     for r in rows:
-        t = r["tflops"]
+        t, mib = r["tflops"], r.get("peak_mib", {})
         cells = [r["suite"], r["case"], r["precision"]] + [f"{t[i]:.2f}" if i in t else "-" for i in impls]
-        cells.append(f"{t['engine'] / t['torch']:.2f}x" if "torch" in t else "-")
-        cells.append(f"{t['engine'] / t['numpy']:.0f}x" if "numpy" in t else "-")
+        cells += [ratio(t, "torch", "{:.2f}x"), ratio(t, "cupy", "{:.1f}x"), ratio(t, "numpy", "{:.0f}x")]
+        cells += [f"{mib[i]:.0f}" if i in mib else "-" for i in memory]
         cells.append(f"{r['rel_err']:.1e}" + ("  MISMATCH" if r["mismatch"] else ""))
         lines.append(cells)
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
@@ -209,16 +221,25 @@ def run(suite="all", quick=False, json_path=None, out=print):
 
     from engine.info import collect
 
+    from .gpu_train import format_train_table
+
+    suites = _suites()
     names = list(SUITES) if suite == "all" else [suite]
-    skipped = [n for n in names if n not in SUITES]
+    skipped = [n for n in names if n not in suites]
     if skipped:
         out(f"no GPU rows for suite(s) {', '.join(skipped)}: GPU suites are {', '.join(SUITES)}")
     start = time.perf_counter()
-    rows = [row for name in names if name in SUITES for row in SUITES[name](quick)]
+    rows = [row for name in names if name in suites for row in suites[name](quick)]
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    out(format_table(rows))
-    out(f"\n{props['name'].decode()}; GPU times: medians of 20 CUDA-event timings after 3 warm-ups; "
-        f"NumPy: CPU wall-clock medians; {time.perf_counter() - start:.0f} s in all")
+    kernel_rows = [r for r in rows if r["suite"] != "train"]
+    train_rows = [r for r in rows if r["suite"] == "train"]
+    if kernel_rows:
+        out(format_table(kernel_rows))
+    if train_rows:
+        out(("\n" if kernel_rows else "") + format_train_table(train_rows))
+    out(f"\n{props['name'].decode()}; GPU times: medians of CUDA-event timings after warm-ups (attention: 10 "
+        f"after 2, others 20 after 3); train: wall-clock medians per step; NumPy: CPU wall-clock medians; "
+        f"{time.perf_counter() - start:.0f} s in all")
     if json_path:
         with open(json_path, "w") as f:
             json.dump({"machine": collect(), "device": props["name"].decode(), "results": rows}, f, indent=2)

@@ -69,7 +69,7 @@ def _engine_step(kind, batch, kernel_set, vocab):
     return step
 
 
-def _torch_model(torch, kind, vocab):
+def _torch_model(torch, kind, vocab, context=GPT_CONTEXT):
     nn, F = torch.nn, torch.nn.functional
     if kind == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
@@ -80,7 +80,7 @@ def _torch_model(torch, kind, vocab):
                              nn.ReLU(), nn.Linear(64, 10))
     from engine.models.gpt import GPTConfig
 
-    cfg = GPTConfig(vocab_size=vocab, block_size=GPT_CONTEXT)
+    cfg = GPTConfig(vocab_size=vocab, block_size=context)
 
     class Attention(nn.Module):
         def __init__(self):
@@ -107,14 +107,14 @@ def _torch_model(torch, kind, vocab):
     class GPT(nn.Module):
         def __init__(self):
             super().__init__()
-            self.tok_emb, self.pos_emb = nn.Embedding(vocab, cfg.n_embd), nn.Embedding(GPT_CONTEXT, cfg.n_embd)
+            self.tok_emb, self.pos_emb = nn.Embedding(vocab, cfg.n_embd), nn.Embedding(context, cfg.n_embd)
             self.blocks = nn.ModuleList([Block() for _ in range(cfg.n_layer)])
             self.ln_f = nn.LayerNorm(cfg.n_embd)
             self.head = nn.Linear(cfg.n_embd, vocab, bias=False)
             self.head.weight = self.tok_emb.weight
 
         def forward(self, idx, targets):
-            x = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1]))
+            x = self.tok_emb(idx) + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
             for block in self.blocks:
                 x = block(x)
             logits = self.head(self.ln_f(x))

@@ -3,6 +3,7 @@ CUDA kernels, reverse-mode autograd, and PyTorch-like nn / optim / data APIs."""
 __version__ = "0.1.0"
 
 from engine import backend, cuda  # noqa: F401
+from engine.amp import autocast, bfloat16, get_autocast_dtype, is_autocast_enabled  # noqa: F401
 from engine.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from engine.creation import (arange, empty, from_numpy, full, full_like, linspace, ones,
                              ones_like, rand, rand_like, randint, randn, randn_like, zeros,
@@ -36,8 +37,6 @@ class UnsupportedFeature(AttributeError, NotImplementedError):
 
 # PyTorch names with no engine counterpart, and the feature each stands for.
 _OUT_OF_SCOPE = {
-    "autocast": "automatic mixed precision (torch.autocast)",
-    "amp": "automatic mixed precision (torch.amp)",
     "backends": "backend switches (torch.backends: TF32, cuDNN, SDPA kernel choice)",
     "jit": "TorchScript (torch.jit)",
     "fx": "graph capture (torch.fx)",
@@ -48,7 +47,6 @@ _OUT_OF_SCOPE = {
     "sparse": "sparse tensors (torch.sparse)",
     "complex64": "complex tensors",
     "complex128": "complex tensors",
-    "bfloat16": "bfloat16 tensors",
 }
 
 

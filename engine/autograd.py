@@ -7,6 +7,8 @@ any input needs a gradient, records the node on the output so `Tensor.backward` 
 import contextlib
 import threading
 
+from engine import amp
+
 _state = threading.local()
 
 
@@ -70,6 +72,8 @@ class Function:
     # (an in-place change to one of them afterwards makes the saved values stale).
     inputs = ()
     versions = ()
+    # The autocast precision the forward ran in (engine/amp.py); the backward runs in it too.
+    precision = None
     # False for ops whose backward never reads their inputs' values (add, reshape, ...), so an
     # in-place change to such an input after the op is harmless.
     saves_inputs = True
@@ -79,6 +83,7 @@ class Function:
         from engine.tensor import Tensor
 
         fn = cls()
+        fn.precision = amp.current()
         tensors = [a for a in args if isinstance(a, Tensor)]
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = fn.forward(*raw, **kwargs)
@@ -154,7 +159,11 @@ def backward(root, grad, retain_graph=False):
                 "Trying to backward through the graph a second time: its saved values were "
                 "freed by the first backward. Pass retain_graph=True to the first call.")
         fn.check_versions()
-        in_grads = fn.backward(g)
+        if fn.precision == amp.current():
+            in_grads = fn.backward(g)
+        else:
+            with amp._use(fn.precision):
+                in_grads = fn.backward(g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if len(in_grads) != len(fn.inputs):

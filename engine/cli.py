@@ -49,7 +49,8 @@ def build_parser():
     bench.add_argument("--threads", type=int, default=None, help="thread count (default: 1 and all cores)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                        help="cpu: the native kernels vs NumPy and PyTorch; cuda: the GPU kernels vs "
-                            "cuBLAS/cuDNN (CuPy, PyTorch) and NumPy (suites gemm and conv)")
+                            "cuBLAS/cuDNN (CuPy, PyTorch) and NumPy (gemm, conv), attention vs torch SDPA and "
+                            "CuPy, GPT training tokens/s vs PyTorch eager (train)")
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench.add_argument("--plot", metavar="PATH", help="draw a bar chart (PNG) with matplotlib")
     bench.set_defaults(run=_bench)

@@ -1,6 +1,8 @@
 """Data types. engine's dtypes are NumPy dtype objects, named as in PyTorch."""
 import numpy as np
 
+from engine.amp import bfloat16 as _bfloat16
+
 float32 = float = np.dtype(np.float32)
 float64 = double = np.dtype(np.float64)
 float16 = half = np.dtype(np.float16)
@@ -30,6 +32,9 @@ def to_dtype(dtype):
     """A NumPy dtype from anything naming one (engine/NumPy dtype, type, or string)."""
     if dtype is None:
         return None
+    if dtype is _bfloat16:
+        raise TypeError("engine.bfloat16 is a compute precision for engine.autocast('cuda'), not a storage "
+                        "dtype: tensors stay float32 (see engine/amp.py)")
     try:
         return np.dtype(dtype)
     except TypeError:

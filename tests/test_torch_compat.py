@@ -487,9 +487,9 @@ def test_compile_returns_the_module_or_function_unchanged():
 
 
 def test_out_of_scope_features_are_named():
-    assert not hasattr(engine, "autocast")  # hasattr-style feature checks still work
-    with pytest.raises(NotImplementedError, match=r"engine.autocast: automatic mixed precision"):
-        engine.autocast
+    assert not hasattr(engine, "jit")  # hasattr-style feature checks still work
+    with pytest.raises(NotImplementedError, match=r"engine.jit: TorchScript"):
+        engine.jit
     with pytest.raises(NotImplementedError, match=r"torch.backends"):
         engine.backends
     with pytest.raises(AttributeError, match="module 'engine' has no attribute 'no_such_thing'"):

@@ -55,4 +55,6 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("stream") = 0, "out = a + alpha * b on GPU arrays of one shape and dtype.");
   engine::bind_cuda_gemm(m);
   engine::bind_cuda_conv(m);
+  engine::bind_cuda_attention(m);
+  engine::bind_cuda_fused(m);
 }

@@ -13,6 +13,8 @@ namespace engine {
 
 void bind_cuda_gemm(pybind11::module_& m);
 void bind_cuda_conv(pybind11::module_& m);
+void bind_cuda_attention(pybind11::module_& m);
+void bind_cuda_fused(pybind11::module_& m);
 
 // "highest" (fp32/fp64 FMA), "tf32" or "bf16" (tensor cores, fp32 accumulation)
 inline cuda::Math parse_precision(const std::string& name, const char* op) {

@@ -15,7 +15,7 @@ namespace py = pybind11;
 
 struct CudaArray {
   uintptr_t ptr = 0;
-  std::string typestr;          // "<f4", "<f8" or "<i8"
+  std::string typestr;          // "<f4", "<f8", "<i8"; "<u2" (bf16 bit patterns), "|b1" (bool) where asked for
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;  // in elements (C-contiguous when the interface gives none)
   int64_t itemsize = 0;
@@ -58,6 +58,8 @@ inline std::string dtype_name(const std::string& typestr) {
   if (typestr == "<f2") return "float16";
   if (typestr == "<i8") return "int64";
   if (typestr == "<i4") return "int32";
+  if (typestr == "<u2") return "uint16 (bf16 bits)";
+  if (typestr == "|b1") return "bool";
   return typestr;
 }
 
@@ -65,7 +67,29 @@ inline void check_cuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
-enum class Elem { floating, int64 };
+// floating: float32/float64; int64; attention: float32/float64 or bf16 bit patterns in uint16;
+// mask: bool, float32 or float64.
+enum class Elem { floating, int64, attention, mask };
+
+inline bool elem_accepts(Elem elem, const std::string& t) {
+  switch (elem) {
+    case Elem::floating: return t == "<f4" || t == "<f8";
+    case Elem::int64: return t == "<i8";
+    case Elem::attention: return t == "<f4" || t == "<f8" || t == "<u2";
+    case Elem::mask: return t == "|b1" || t == "<f4" || t == "<f8";
+  }
+  return false;
+}
+
+inline const char* elem_name(Elem elem) {
+  switch (elem) {
+    case Elem::floating: return "float32 or float64";
+    case Elem::int64: return "int64";
+    case Elem::attention: return "float32, float64 or uint16 (bf16 bit patterns)";
+    case Elem::mask: return "bool, float32 or float64";
+  }
+  return "";
+}
 enum class Layout { contiguous, strided };
 
 // Parses and validates `obj`: a float32/float64 (or int64) array in device memory on the current
@@ -83,11 +107,9 @@ inline CudaArray cuda_array(const py::handle& obj, const char* op, const char* a
   a.typestr = iface["typestr"].cast<std::string>();
   for (auto d : iface["shape"].cast<py::tuple>()) a.shape.push_back(d.cast<int64_t>());
   for (int64_t d : a.shape) a.size *= d;
-  const bool ok = elem == Elem::floating ? (a.typestr == "<f4" || a.typestr == "<f8") : a.typestr == "<i8";
-  if (!ok)
-    throw py::type_error(where + " must be " + (elem == Elem::floating ? "float32 or float64" : "int64") + ", got " +
-                         dtype_name(a.typestr));
-  a.itemsize = a.typestr == "<f4" ? 4 : 8;
+  if (!elem_accepts(elem, a.typestr))
+    throw py::type_error(where + " must be " + elem_name(elem) + ", got " + dtype_name(a.typestr));
+  a.itemsize = std::stoi(a.typestr.substr(2));  // every accepted typestr ends in its size in bytes
   a.strides.assign(a.shape.size(), 0);
   if (iface.contains("strides") && !iface["strides"].is_none()) {
     auto bytes = iface["strides"].cast<std::vector<int64_t>>();

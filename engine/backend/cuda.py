@@ -1,14 +1,19 @@
 """The GPU kernel set: numpy_ref's kernels run unchanged on CuPy arrays (CuPy's cuBLAS and
 element-wise kernels); the hand-written CUDA kernels of engine._cuda replace matmul, linear,
-conv2d and max_pool2d.
+conv2d, max_pool2d, attention, softmax, layer norm and cross-entropy (and the Adam update, which
+engine.optim calls directly).
 
 The wrappers keep numpy_ref's signatures: they adapt layouts (the GEMM reads any operand with a
 unit stride in one of its last two dims in place; the convolution and pooling kernels take
 C-contiguous arrays), allocate outputs with CuPy, and launch on CuPy's current stream with the
-float32 precision chosen by engine.cuda.set_matmul_precision. Other dtypes (float16) go to
-numpy_ref. The bindings validate everything again.
+float32 precision chosen by engine.cuda.set_matmul_precision, or bf16 inside engine.autocast.
+Other dtypes (float16) go to numpy_ref. The bindings validate everything again.
+
+bf16 storage: CuPy has no bfloat16 dtype, so the bf16 copies of q, k, v and dout that the
+attention kernel reads under autocast are uint16 arrays of bf16 bit patterns, made by _to_bf16 just
+before the call and dropped after it; no Tensor ever holds one (see engine/amp.py).
 """
-from engine import cuda
+from engine import amp, cuda
 from engine._array import cupy
 from engine.backend import numpy_ref
 from engine.backend.kernel_set import KernelSet
@@ -42,7 +47,8 @@ def _launch():
 
 
 def _precision():
-    return dict(precision=cuda.get_matmul_precision(), **_launch())
+    precision = "bf16" if amp.current() == "bf16" else cuda.get_matmul_precision()
+    return dict(precision=precision, **_launch())
 
 
 def _product_shape(a, b):
@@ -126,6 +132,141 @@ def max_pool2d_backward(dy, indices, input_shape):
     return dx
 
 
+# ---- attention ------------------------------------------------------------------------------
+def _to_bf16(x):
+    """The bf16 bit patterns (uint16, C-contiguous, 16-byte aligned) of float32 x."""
+    x = _cp.ascontiguousarray(x)
+    out = _cp.empty(x.shape, dtype=_cp.uint16)
+    _cuda.float_to_bf16(out, x, **_launch())
+    return out
+
+
+def _attention_inputs(arrays, mask):
+    """(arrays as the kernel reads them, mask, the dtype of outputs), or None when the kernel does
+    not apply (float16, mixed dtypes): float32/float64 C-contiguous, or bf16 bits under autocast."""
+    if not _float(*arrays) or (mask is not None and mask.dtype.kind not in "bf"):
+        return None
+    dtype = arrays[0].dtype
+    if amp.current() == "bf16" and dtype == _cp.float32:
+        arrays = [_to_bf16(a) for a in arrays]
+    else:
+        arrays = [_c(a) for a in arrays]
+    if mask is not None and mask.dtype.kind == "f":
+        mask = mask.astype(dtype, copy=False)  # the kernel adds a float mask in the output dtype
+    return arrays, mask, dtype
+
+
+def attention_forward(q, k, v, mask=None, is_causal=False, scale=None):
+    """softmax(q kᵀ·scale + mask) v -> out (B, NH, Tq, Dv), lse (B, NH, Tq); numpy_ref's rules."""
+    prepared = _attention_inputs([q, k, v], mask)
+    if prepared is None:
+        return numpy_ref.attention_forward(q, k, v, mask, is_causal, scale)
+    (q, k, v), mask, dtype = prepared
+    b, nh, tq, _ = q.shape
+    out = _cp.empty((b, nh, tq, v.shape[3]), dtype=dtype)
+    lse = _cp.empty((b, nh, tq), dtype=dtype)
+    _cuda.attention_forward(q, k, v, out, lse, mask=mask, is_causal=bool(is_causal), scale=scale, **_launch())
+    return out, lse
+
+
+def attention_backward(dout, q, k, v, out, lse, mask=None, is_causal=False, scale=None):
+    """(dq, dk, dv) of attention_forward from dout and the forward's out and lse."""
+    prepared = _attention_inputs([dout, q, k, v], mask)
+    if prepared is None or out.dtype != q.dtype or lse.dtype != q.dtype:
+        return numpy_ref.attention_backward(dout, q, k, v, out, lse, mask, is_causal, scale)
+    (dout, q, k, v), mask, dtype = prepared
+    dq = _cp.empty(q.shape, dtype=dtype)
+    dk = _cp.empty(k.shape, dtype=dtype)
+    dv = _cp.empty(v.shape, dtype=dtype)
+    _cuda.attention_backward(dout, q, k, v, _c(out), _c(lse), dq, dk, dv, mask=mask, is_causal=bool(is_causal),
+                             scale=scale, **_launch())
+    return dq, dk, dv
+
+
+# ---- softmax, layer norm, cross-entropy ------------------------------------------------------
+def softmax_forward(x, log=False):
+    if not _float(x) or x.ndim == 0 or x.size == 0:
+        return numpy_ref.softmax_forward(x, log)
+    x = _c(x)
+    y = _cp.empty_like(x)
+    _cuda.softmax_forward(y, x, log=bool(log), **_launch())
+    return y
+
+
+def softmax_backward(dy, y, log=False):
+    if not _float(dy, y) or dy.ndim == 0 or dy.shape != y.shape:
+        return numpy_ref.softmax_backward(dy, y, log)
+    dy, y = _c(dy), _c(y)
+    dx = _cp.empty_like(dy)
+    _cuda.softmax_backward(dx, dy, y, log=bool(log), **_launch())
+    return dx
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    params = [a for a in (weight, bias) if a is not None]
+    if not _float(x, *params) or x.ndim == 0:
+        return numpy_ref.layer_norm_forward(x, weight, bias, eps)
+    x = _c(x)
+    y = _cp.empty_like(x)
+    mean = _cp.empty(x.shape[:-1], dtype=x.dtype)
+    rstd = _cp.empty(x.shape[:-1], dtype=x.dtype)
+    _cuda.layer_norm_forward(y, mean, rstd, x, _c(weight), _c(bias), eps=float(eps), **_launch())
+    return y, mean, rstd
+
+
+def layer_norm_backward(dy, x, weight, mean, rstd):
+    params = [weight] if weight is not None else []
+    if not _float(dy, x, mean, rstd, *params) or x.ndim == 0 or dy.shape != x.shape:
+        return numpy_ref.layer_norm_backward(dy, x, weight, mean, rstd)
+    dy, x = _c(dy), _c(x)
+    dx = _cp.empty_like(x)
+    dw = db = None
+    if weight is not None:
+        dw = _cp.empty(x.shape[-1:], dtype=x.dtype)
+        db = _cp.empty(x.shape[-1:], dtype=x.dtype)
+    _cuda.layer_norm_backward(dx, dw, db, dy, x, _c(weight), _c(mean), _c(rstd), **_launch())
+    return dx, dw, db
+
+
+def _target(target):
+    return _c(target.astype(_cp.int64, copy=False))
+
+
+def cross_entropy_forward(logits, target, ignore_index=-100):
+    if not _float(logits) or logits.ndim != 2 or target.dtype.kind not in "iu":
+        return numpy_ref.cross_entropy_forward(logits, target, ignore_index)
+    logits = _c(logits)
+    n = logits.shape[0]
+    losses = _cp.empty(n, dtype=logits.dtype)
+    lse = _cp.empty(n, dtype=logits.dtype)
+    _cuda.cross_entropy_forward(losses, lse, logits, _target(target), ignore_index=int(ignore_index), **_launch())
+    return losses, lse
+
+
+def cross_entropy_backward(dlosses, logits, target, lse, ignore_index=-100):
+    if not _float(dlosses, logits, lse) or logits.ndim != 2 or target.dtype.kind not in "iu":
+        return numpy_ref.cross_entropy_backward(dlosses, logits, target, lse, ignore_index)
+    logits = _c(logits)
+    dlogits = _cp.empty_like(logits)
+    _cuda.cross_entropy_backward(dlogits, _c(dlosses), logits, _target(target), _c(lse),
+                                 ignore_index=int(ignore_index), **_launch())
+    return dlogits
+
+
+# ---- optimizer update (called by engine.optim, not through the kernel set) ---------------------
+def fused_update_takes(param, grad, *state):
+    """Whether adam_update below serves these arrays: CuPy, one float dtype, C-contiguous, one shape."""
+    arrays = (param, grad, *state)
+    return (_cuda is not None and hasattr(_cuda, "adam_update") and _float(*arrays)
+            and all(a.flags.c_contiguous and a.shape == param.shape for a in arrays))
+
+
+def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """engine.optim.updates.adam_update's contract, one fused kernel on the GPU."""
+    _cuda.adam_update(param, grad, m, v, step=int(step), lr=float(lr), beta1=float(beta1), beta2=float(beta2),
+                      eps=float(eps), weight_decay=float(weight_decay), decoupled=bool(decoupled), **_launch())
+
+
 def _overrides():
     if _cuda is None or _cp is None or not hasattr(_cuda, "matmul"):
         return {}
@@ -137,6 +278,14 @@ def _overrides():
         "conv2d_grad_weight": conv2d_grad_weight,
         "max_pool2d_forward": max_pool2d_forward,
         "max_pool2d_backward": max_pool2d_backward,
+        "attention_forward": attention_forward,
+        "attention_backward": attention_backward,
+        "softmax_forward": softmax_forward,
+        "softmax_backward": softmax_backward,
+        "layer_norm_forward": layer_norm_forward,
+        "layer_norm_backward": layer_norm_backward,
+        "cross_entropy_forward": cross_entropy_forward,
+        "cross_entropy_backward": cross_entropy_backward,
     }
 
 

@@ -1,6 +1,6 @@
 """Adam and AdamW (decoupled weight decay), as in PyTorch."""
 from engine import backend
-from engine._array import array_module
+from engine._array import array_module, is_gpu_array
 from engine.backend import cpu
 from engine.optim import updates
 from engine.optim.optimizer import Optimizer
@@ -24,10 +24,14 @@ class Adam(Optimizer):
         state["step"] += 1
         beta1, beta2 = group["betas"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        fused = backend.current() == "native" and cpu.fused_update_takes(param.data, grad, m, v)
-        (cpu if fused else updates).adam_update(param.data, grad, m, v, state["step"], group["lr"],
-                                                beta1, beta2, group["eps"], group["weight_decay"],
-                                                self.decoupled)
+        if is_gpu_array(grad):
+            from engine.backend import cuda as gpu
+
+            fused = gpu if gpu.fused_update_takes(param.data, grad, m, v) else None
+        else:
+            fused = cpu if backend.current() == "native" and cpu.fused_update_takes(param.data, grad, m, v) else None
+        (fused or updates).adam_update(param.data, grad, m, v, state["step"], group["lr"], beta1, beta2,
+                                       group["eps"], group["weight_decay"], self.decoupled)
 
 
 class AdamW(Adam):

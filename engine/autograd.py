@@ -140,6 +140,7 @@ def _topological_order(root):
 
 def backward(root, grad, retain_graph=False):
     """Accumulate d(root)/d(leaf) into every leaf's `.grad`, walking the graph once."""
+    from engine import backend
     from engine.tensor import Tensor
 
     grads = {id(root): grad}
@@ -181,7 +182,7 @@ def backward(root, grad, retain_graph=False):
                 # written in plain array arithmetic can return float64 for a float32 scalar.
                 pg = pg.astype(parent.data.dtype)
             prev = grads.get(id(parent))
-            grads[id(parent)] = pg if prev is None else prev + pg
+            grads[id(parent)] = pg if prev is None else backend.for_array(pg).add(prev, pg)
         if not retain_graph:
             fn.__dict__.clear()  # drop the arrays forward saved
             fn.inputs = None

@@ -20,7 +20,7 @@ from engine.models import GPT, MLP, GPTConfig
 # any, are combined in a fixed order (layer_norm_backward's weight gradient, by blocks of rows
 # that depend on N alone; the GEMM never splits K across threads; dropout draws from a counter).
 BITWISE_ACROSS_THREADS = {
-    "matmul", "linear", "softmax_forward", "softmax_backward", "layer_norm_forward",
+    "add", "matmul", "linear", "softmax_forward", "softmax_backward", "layer_norm_forward",
     "layer_norm_backward", "cross_entropy_forward", "cross_entropy_backward", "relu_forward",
     "relu_backward", "gelu_forward", "gelu_backward", "dropout_mask",
 }
@@ -150,6 +150,8 @@ def _kernel_args(name, rng):
             return logits, target, -100
         _, lse = numpy_ref.cross_entropy_forward(logits, target)
         return f(400), logits, target, lse, -100
+    if name == "add":
+        return f(300, 400), f(300, 400)
     if name in ("gelu_forward", "gelu_backward", "relu_forward", "relu_backward"):
         return (f(200_000),) if name.endswith("forward") else (f(200_000), f(200_000))
     if name == "embedding_backward":

@@ -101,3 +101,28 @@ def test_cuda_add_matches_numpy():
     np.testing.assert_allclose(cp.asnumpy(out), 4 * np.arange(1000, dtype=np.float32))
     with pytest.raises(TypeError, match="GPU array"):
         _cuda.add(out, np.zeros(1000, np.float32), a)
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("a_shape,b_shape,transposed", [
+    ((300, 400), (300, 400), False),  # the OpenMP kernel
+    ((300, 400), (300, 400), True),   # views: NumPy
+    ((7,), (7,), False),              # small: NumPy
+    ((300, 400), (400,), False),      # broadcast: NumPy
+])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_the_add_kernel_gives_a_plus_b_exactly(threads, n_threads, dtype, a_shape, b_shape, transposed):
+    """The kernel set's add (residual adds, gradient sums in backward) takes the OpenMP kernel for
+    large C-contiguous float arrays of one shape on several threads and NumPy otherwise; either
+    way a + b exactly."""
+    from engine.backend import cpu
+
+    threads(n_threads)
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    if transposed:
+        a, b = a.T, b.T
+    got = cpu.add(a, b)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, a + b)

@@ -7,7 +7,7 @@ and on CuPy arrays) and overrides the kernels it has a faster version of.
 # The kernel contract: each native back-end implements a subset of these, with numpy_ref's
 # signatures.
 KERNEL_NAMES = (
-    "matmul", "linear",
+    "add", "matmul", "linear",
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "attention_forward", "attention_backward",

@@ -17,7 +17,7 @@ class Add(Function):
 
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
-        return a + b
+        return kernels(a).add(a, b) if a.shape == b.shape else a + b
 
     def backward(self, grad):
         return unbroadcast(grad, self.shapes[0]), unbroadcast(grad, self.shapes[1])

@@ -207,6 +207,19 @@ def test_one_and_two_threads_give_identical_bits(threads, a_shape, b_shape, tb, 
     assert np.array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("m,k,n", [(2, 1600, 64), (6, 257, 128), (12, 1600, 32)])
+def test_threads_packing_their_own_panels_never_race(threads, m, k, n):
+    """Split by columns, threads pack their B panels without barriers, block after K block
+    (K here cuts into blocks of unequal length): many 2-thread runs all equal the 1-thread bits."""
+    rng = np.random.default_rng(m + k + n)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    threads(1)
+    want = _C.matmul(a, b)
+    threads(2)
+    for _ in range(100):
+        assert np.array_equal(_C.matmul(a, b), want)
+
+
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 40), k=st.integers(0, 40), n=st.integers(0, 40),
        ta=st.booleans(), tb=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**16))

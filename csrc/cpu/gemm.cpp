@@ -173,11 +173,12 @@ void run_tile(const KernelInfo<T>& ki, int64_t kc, const T* a, int64_t a_rs, int
 }
 
 // Loops 3, 2 and 1 for one kc×nc panel of packed B: MC rows of A at a time (in L2), then NR
-// columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming past).
+// columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming past). `bpanels`
+// holds the packed micro-panels of columns jb.. one after another.
 template <typename T>
 void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const T* A, T* C,
-                  int64_t pc, int64_t kc, int64_t jc, int64_t nc, const T* bpack, T* apack,
-                  const Epilogue<T>& ep) {
+                  int64_t pc, int64_t kc, int64_t jc, int64_t nc, const T* bpanels, int64_t jb,
+                  T* apack, const Epilogue<T>& ep) {
   const int mr = pl.ki.mr, nr = pl.ki.nr;
   const int64_t j0 = std::max(jc, pt.n0), j1 = std::min(jc + nc, pt.n1);
   if (j0 >= j1) return;
@@ -196,7 +197,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
     for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
       Epilogue<T> e = ep;
       if (e.bias) e.bias += jr;
-      const T* bp = bpack + (jr - jc) * kc;
+      const T* bp = bpanels + (jr - jb) * kc;
       for (int64_t ir = 0; ir < mc; ir += mr) {  // loop 1
         const int64_t m = std::min<int64_t>(mr, mc - ir);
         T* c = C + (ic + ir) * g.c_rs + jr;
@@ -221,8 +222,12 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
   for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
     const int64_t nc = std::min(pl.nc, g.n - jc);
     // The B micro-panels packed by this thread's sharers: p0.. (p0 + panels) of this nc panel.
+    // NOTE: they go to a place that depends on p0 and the largest kc alone: K blocks differ in
+    // length by one, and were the panels laid out by each block's kc, a thread packing the next
+    // block could overwrite the end of another's panel that is still being read.
     const int64_t j0 = std::max(jc, pt.b0), j1 = std::min(jc + nc, pt.b1);
     const int64_t p0 = (j0 - jc) / nr, panels = j1 > j0 ? ceil_div(j1 - j0, nr) : 0;
+    T* bpanels = bpack + p0 * nr * pl.kc;
     for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
       const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
       // This thread's share of them: columns q0·NR.. (lanes of B are its columns, so the strides
@@ -231,12 +236,12 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
                     q1 = p0 + panels * (pt.rank + 1) / pt.sharers;
       if (q1 > q0)
         pl.ki.pack(B + pc * g.b_rs + (jc + q0 * nr) * g.b_cs, g.b_cs, g.b_rs,
-                   std::min(j1 - jc, q1 * nr) - q0 * nr, kc, nr, bpack + q0 * nr * kc);
+                   std::min(j1 - jc, q1 * nr) - q0 * nr, kc, nr, bpanels + (q0 - p0) * nr * kc);
       sharers_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,
                            last ? g.act : Activation::none};
-      macro_kernel(g, pl, pt, A, C, pc, kc, jc, nc, bpack, apack, ep);
+      macro_kernel(g, pl, pt, A, C, pc, kc, jc, nc, bpanels, jc + p0 * nr, apack, ep);
       sharers_barrier(pt);  // everyone is done with packed B before it is refilled
     }
   }

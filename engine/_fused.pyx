@@ -56,8 +56,10 @@ cdef inline float _expf(float t) noexcept nogil:
     cdef float lo = -104.0, hi = 89.0
     cdef float c = lo if t < lo else t  # exp(-104) is below the smallest subnormal
     c = hi if c > hi else c  # exp(89) overflows
-    # n = round(c·log2 e): the offset makes the argument positive, so truncation rounds it
-    cdef int32_t n = <int32_t>(c * <float>1.44269504088896341 + <float>200.5) - 200
+    # n = round(c·log2 e): the offset makes the argument positive, so truncation rounds it. A NaN
+    # takes n from 0 (converting NaN to an integer is undefined) and stays NaN through r.
+    cdef float c_n = c if c == c else 0
+    cdef int32_t n = <int32_t>(c_n * <float>1.44269504088896341 + <float>200.5) - 200
     cdef float r = c - <float>n * <float>0.693359375
     r = r - <float>n * <float>-2.12194440e-4
     cdef float p = <float>1.9875691500e-4

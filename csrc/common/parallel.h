@@ -33,6 +33,23 @@ inline bool in_parallel() {
 #endif
 }
 
+// This thread's number in its team, and the team's size (0 and 1 outside a parallel region).
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 inline bool openmp_enabled() {
 #ifdef _OPENMP
   return true;

@@ -328,14 +328,6 @@ int team_for(int64_t scores, int64_t items) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_threads(), items)));
 }
 
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // ---- Backward ------------------------------------------------------------------------------
 template <typename T>
 struct BackwardBuffers {

@@ -22,22 +22,6 @@ using detail::KernelInfo;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-int team_size() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
 // ---- Cache blocking ------------------------------------------------------------------------
 // NOTE: sized for AMD Zen 3 (32 KiB L1d and 512 KiB L2 per core, 32 MiB L3 shared):
 //  KC: a kc×NR micro-panel of B stays in L1 while A micro-panels stream past it:

@@ -30,11 +30,7 @@ void run_items(int nt, int64_t items, Fn&& fn) {
   std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-#else
-    const int tid = 0, team = 1;
-#endif
+    const int tid = thread_id(), team = team_size();
     try {
       for (int64_t it = items * tid / team; it < items * (tid + 1) / team; ++it) fn(it, tid);
     } catch (...) {

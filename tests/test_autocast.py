@@ -11,8 +11,7 @@ import engine
 from engine import amp
 from engine.autograd import Function
 
-GPU = engine.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {engine.cuda.unavailable_reason()}")
+from cuda_support import GPU, needs_gpu
 
 
 def test_autocast_sets_and_restores_the_precision_when_nested():

@@ -10,15 +10,7 @@ from engine.backend import numpy_ref
 from gradcheck import gradcheck
 from tolerances import FLOAT64, float32_reduction
 
-GPU = engine.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {engine.cuda.unavailable_reason()}")
-needs_cuda_module = pytest.mark.skipif(not engine.cuda.is_built(), reason="engine._cuda was not built")
-
-if GPU:
-    import cupy as cp
-    from engine.backend import cuda as gpu
-else:
-    cp = gpu = None
+from cuda_support import GPU, cp, gpu, needs_cuda_module, needs_gpu
 
 # Tensor-core precisions: each product's operands are rounded to a p-bit significand (unit
 # roundoff u = 2^-p), so |error| <= (2u + K·2^-24)·(|A|·|B|) up to second-order terms; the tests

@@ -20,15 +20,7 @@ from empty_gpu_array import EmptyGpuArray
 from gradcheck import gradcheck
 from tolerances import float32_reduction
 
-GPU = engine.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {engine.cuda.unavailable_reason()}")
-needs_cuda_module = pytest.mark.skipif(not engine.cuda.is_built(), reason="engine._cuda was not built")
-
-if GPU:
-    import cupy as cp
-    from engine.backend import cuda as gpu
-else:
-    cp = gpu = None
+from cuda_support import cp, gpu, needs_cuda_module, needs_gpu
 
 BF16_BOUND = 2.0**-6
 F = engine.nn.functional

@@ -10,15 +10,7 @@ from engine.optim import updates
 from empty_gpu_array import EmptyGpuArray
 from tolerances import FLOAT32, float32_reduction
 
-GPU = engine.cuda.is_available()
-needs_gpu = pytest.mark.skipif(not GPU, reason=f"no usable GPU: {engine.cuda.unavailable_reason()}")
-needs_cuda_module = pytest.mark.skipif(not engine.cuda.is_built(), reason="engine._cuda was not built")
-
-if GPU:
-    import cupy as cp
-    from engine.backend import cuda as gpu
-else:
-    cp = gpu = None
+from cuda_support import cp, gpu, needs_cuda_module, needs_gpu
 
 DTYPES = [np.float64, np.float32]
 SHAPES = [(1, 1), (3, 7), (5, 33), (64, 65), (2, 3, 129), (4, 1000)]

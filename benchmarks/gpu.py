@@ -123,10 +123,10 @@ def conv_rows(quick):
         reference = numpy_ref.conv2d_forward(gx, gw, None, **args).get()
         for backward in (False, True):
             name = f"{n}x{c}x{h}x{w_}->{o} {k}x{k}" + (" p1" if p else "") + (" fwd+bwd" if backward else " fwd")
-            numpy_s = cpu_median_s(_numpy_conv(numpy_ref, x, w, dy, args, backward), reps=3)
+            numpy_s = cpu_median_s(_kernel_conv(numpy_ref, x, w, dy, args, backward), reps=3)
             for precision in ("highest", "tf32"):
                 with engine.cuda.matmul_precision(precision):
-                    impls = {"engine": _engine_conv(gpu, gx, gw, gdy, args, backward)}
+                    impls = {"engine": _kernel_conv(gpu, gx, gw, gdy, args, backward)}
                     err = _rel_err(gpu.conv2d_forward(gx, gw, None, **args).get(), reference)
                     if torch:
                         _torch_precision(torch, precision)
@@ -137,22 +137,13 @@ def conv_rows(quick):
             print(f"  conv {name}: done", file=sys.stderr)
 
 
-def _numpy_conv(numpy_ref, x, w, dy, args, backward):
+def _kernel_conv(kernels, x, w, dy, args, backward):
+    """One conv step through a kernel set (numpy_ref on the CPU, engine's CUDA set on the GPU)."""
     def run():
-        y = numpy_ref.conv2d_forward(x, w, None, **args)
+        y = kernels.conv2d_forward(x, w, None, **args)
         if backward:
-            numpy_ref.conv2d_grad_input(dy, w, x.shape, **args)
-            numpy_ref.conv2d_grad_weight(dy, x, w.shape, **args)
-        return y
-    return run
-
-
-def _engine_conv(gpu, x, w, dy, args, backward):
-    def run():
-        y = gpu.conv2d_forward(x, w, None, **args)
-        if backward:
-            gpu.conv2d_grad_input(dy, w, x.shape, **args)
-            gpu.conv2d_grad_weight(dy, x, w.shape, **args)
+            kernels.conv2d_grad_input(dy, w, x.shape, **args)
+            kernels.conv2d_grad_weight(dy, x, w.shape, **args)
         return y
     return run
 

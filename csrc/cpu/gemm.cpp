@@ -43,6 +43,9 @@ struct Blocking<double> {
   static constexpr int64_t kc = 256, mc = 72, nc = 2040;
 };
 
+// Zen 3's L2 per core; packed B larger than half of it is read from L3.
+constexpr int64_t kL2Bytes = 512 * 1024;
+
 // Below this many multiply-adds in all (batch·M·N·K) one thread does the whole product: waking
 // a team costs a few microseconds, about what 2 threads save on a product of this size.
 constexpr int64_t kSerialMacs = int64_t{1} << 16;
@@ -166,6 +169,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
   const int mr = pl.ki.mr, nr = pl.ki.nr;
   const int64_t j0 = std::max(jc, pt.n0), j1 = std::min(jc + nc, pt.n1);
   if (j0 >= j1) return;
+  const bool b_in_l3 = int64_t(sizeof(T)) * (j1 - j0) * kc > kL2Bytes / 2;
   for (int64_t ic = pt.m0; ic < pt.m1; ic += pl.mc) {  // loop 3
     const int64_t mc = std::min(pl.mc, pt.m1 - ic);
     const T* ablk = A + ic * g.a_rs + pc * g.a_cs;
@@ -182,7 +186,14 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
       Epilogue<T> e = ep;
       if (e.bias) e.bias += jr;
       const T* bp = bpanels + (jr - jb) * kc;
-      for (int64_t ir = 0; ir < mc; ir += mr) {  // loop 1
+      // The next B micro-panel, fetched towards L2 a slice per tile: a packed B too large for L2
+      // lives in L3, and the first tile to read a panel would otherwise wait on it line by line.
+      const char* next_b = reinterpret_cast<const char*>(bp + nr * kc);
+      const int64_t b_bytes = b_in_l3 && jr + nr < j1 ? int64_t(sizeof(T)) * nr * kc : 0,
+                    slice = round_up(ceil_div(b_bytes, ceil_div(mc, mr)), 64);
+      for (int64_t ir = 0, off = 0; ir < mc; ir += mr, off += slice) {  // loop 1
+        for (int64_t o = off; o < std::min(off + slice, b_bytes); o += 64)
+          __builtin_prefetch(next_b + o, 0, 2);
         const int64_t m = std::min<int64_t>(mr, mc - ir);
         T* c = C + (ic + ir) * g.c_rs + jr;
         if (m < mr && !pl.pack_a)

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/gemm.h"
@@ -62,48 +63,69 @@ inline void tile_6x2v(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const 
   using R = typename V::R;
   constexpr int L = V::kLanes, NR = 2 * L;
   if constexpr (kPackedA) a_rs = 1, a_cs = kMR;
-  // The C tile is needed only after the K loop; start fetching it now so it arrives in time.
-  for (int i = 0; i < kMR; ++i) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
-  }
+  // NOTE: C is fetched twice. At the start, so a tile in L3 or memory is in L2 by the end; and
+  // again kCTail steps before the end: C's rows are often a multiple of 4 KiB apart, so they all
+  // fall in one L1 set, where the A and B lines streaming past evict them long before the K loop
+  // ends.
+  constexpr int64_t kCTail = 24;
+  const auto fetch_c = [&] {
+    for (int i = 0; i < kMR; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
+  };
+  fetch_c();
   // NOTE: the K loop is left rolled: unrolled, GCC hoists the next step's loads and spills an
   // accumulator to the stack (a load and a store per step). Rolled it is 12 FMAs, 8 loads and
   // 4 integer ops per step, which Zen 3 issues within the FMAs' 6 cycles.
   R c00 = V::zero(), c01 = V::zero(), c10 = V::zero(), c11 = V::zero(), c20 = V::zero(),
     c21 = V::zero(), c30 = V::zero(), c31 = V::zero(), c40 = V::zero(), c41 = V::zero(),
     c50 = V::zero(), c51 = V::zero();
+  const auto steps = [&](int64_t count) {
 #pragma GCC unroll 1
-  for (int64_t p = 0; p < kc; ++p) {
-    const R b0 = V::load(b), b1 = V::load(b + L);
-    R ai = V::bcast(a);
-    c00 = V::fma(ai, b0, c00), c01 = V::fma(ai, b1, c01);
-    ai = V::bcast(a + a_rs);
-    c10 = V::fma(ai, b0, c10), c11 = V::fma(ai, b1, c11);
-    ai = V::bcast(a + 2 * a_rs);
-    c20 = V::fma(ai, b0, c20), c21 = V::fma(ai, b1, c21);
-    ai = V::bcast(a + 3 * a_rs);
-    c30 = V::fma(ai, b0, c30), c31 = V::fma(ai, b1, c31);
-    ai = V::bcast(a + 4 * a_rs);
-    c40 = V::fma(ai, b0, c40), c41 = V::fma(ai, b1, c41);
-    ai = V::bcast(a + 5 * a_rs);
-    c50 = V::fma(ai, b0, c50), c51 = V::fma(ai, b1, c51);
-    a += a_cs;
-    b += NR;
-  }
-  const R acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int64_t p = 0; p < count; ++p) {
+      const R b0 = V::load(b), b1 = V::load(b + L);
+      R ai = V::bcast(a);
+      c00 = V::fma(ai, b0, c00), c01 = V::fma(ai, b1, c01);
+      ai = V::bcast(a + a_rs);
+      c10 = V::fma(ai, b0, c10), c11 = V::fma(ai, b1, c11);
+      ai = V::bcast(a + 2 * a_rs);
+      c20 = V::fma(ai, b0, c20), c21 = V::fma(ai, b1, c21);
+      ai = V::bcast(a + 3 * a_rs);
+      c30 = V::fma(ai, b0, c30), c31 = V::fma(ai, b1, c31);
+      ai = V::bcast(a + 4 * a_rs);
+      c40 = V::fma(ai, b0, c40), c41 = V::fma(ai, b1, c41);
+      ai = V::bcast(a + 5 * a_rs);
+      c50 = V::fma(ai, b0, c50), c51 = V::fma(ai, b1, c51);
+      a += a_cs;
+      b += NR;
+    }
+  };
+  steps(kc - std::min(kc, kCTail));
+  fetch_c();
+  steps(std::min(kc, kCTail));
+  R acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  // NOTE: every load of C comes before the first store. C's rows are often a multiple of 4 KiB
+  // apart, and a load after a store to the same address modulo 4 KiB waits for the store
+  // (4K aliasing): interleaved, each of the 12 loads but the first would.
   const R alpha = V::set1(ep.alpha), beta = V::set1(ep.beta);
 #pragma GCC unroll 6
   for (int i = 0; i < kMR; ++i) {
 #pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) {
-      T* cp = c + i * ldc + v * L;
-      R r = V::mul(alpha, acc[i][v]);
-      if (ep.beta != T(0)) r = V::fma(beta, V::load(cp), r);
+      acc[i][v] = V::mul(alpha, acc[i][v]);
+      if (ep.beta != T(0)) acc[i][v] = V::fma(beta, V::load(c + i * ldc + v * L), acc[i][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) {
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      R r = acc[i][v];
       if (ep.bias) r = V::add(r, V::load(ep.bias + v * L));
       if (ep.act == Activation::relu) r = V::relu(r);
       else if (ep.act == Activation::gelu) r = V::gelu(r);
-      V::store(cp, r);
+      V::store(c + i * ldc + v * L, r);
     }
   }
 }

@@ -191,7 +191,7 @@ def test_beta_zero_never_reads_out():
 @pytest.mark.parametrize("a_shape,b_shape,tb", [
     ((300, 700), (700, 513), False),     # rows split, packed B shared by the team
     ((5, 300), (300, 2000), True),       # too few rows: columns split
-    ((5, 300), (300, 9000), False),      # columns split over several NC panels: B shared
+    ((5, 300), (300, 9000), False),      # each of several NC panels split by columns
     ((64, 784), (784, 64), False),       # A read in place: columns split, B packed alone
     ((3, 40, 300), (3, 300, 50), False),  # the team shares each batch item
     ((8, 40, 300), (300, 50), True),     # whole items per thread
@@ -207,7 +207,7 @@ def test_one_and_two_threads_give_identical_bits(threads, a_shape, b_shape, tb, 
     assert np.array_equal(results[0], results[1])
 
 
-@pytest.mark.parametrize("m,k,n", [(2, 1600, 64), (6, 257, 128), (12, 1600, 32)])
+@pytest.mark.parametrize("m,k,n", [(2, 1600, 64), (6, 257, 128), (12, 1600, 32), (4, 1600, 9000)])
 def test_threads_packing_their_own_panels_never_race(threads, m, k, n):
     """Split by columns, threads pack their B panels without barriers, block after K block
     (K here cuts into blocks of unequal length): many 2-thread runs all equal the 1-thread bits."""

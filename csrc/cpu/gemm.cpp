@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <utility>
 
 #include "common/cpu_features.h"
 #include "common/parallel.h"
@@ -127,16 +128,24 @@ struct Plan {
   KernelInfo<T> ki;
   int64_t kc, kblocks, mc, nc;  // kc ≥ 1 and kblocks ≥ 1 even when K = 0 (C = beta·C + epilogue)
   bool pack_a;                  // else A is read in place (all but a partial last micro-panel)
-  int64_t a_elems, b_elems;     // packed A per thread, packed B per team
+  int64_t a_elems, b_elems;     // packed A per thread, packed B per thread alone
 };
 
-// The rows and columns of C one thread computes, and the columns b0..b1 whose B panels it packs
-// together with `sharers` threads (this one is number `rank` of them). Sharers meet at a barrier
-// before and after using the panels; a thread that packs alone never waits.
+// One thread's share of C: rows m0..m1, and column group `col` of `cols` in every NC panel (each
+// panel is split anew, so the groups stay even however many panels N spans). The `sharers`
+// threads of a column group (this one is number `rank`) pack its B panels together and meet at
+// a barrier before and after using them; a thread that packs alone never waits.
 struct Part {
-  int64_t m0, m1, n0, n1, b0, b1;
-  int rank, sharers;
+  int64_t m0, m1;
+  int col, cols, rank, sharers;
 };
+
+// The columns j0..j1 of the NC panel jc..jc+nc that belong to pt's column group.
+std::pair<int64_t, int64_t> part_columns(const Part& pt, int nr, int64_t jc, int64_t nc) {
+  const int64_t tiles = ceil_div(nc, nr);
+  return {jc + tiles * pt.col / pt.cols * nr,
+          std::min(jc + nc, jc + tiles * (pt.col + 1) / pt.cols * nr)};
+}
 
 void sharers_barrier(const Part& pt) {
   if (pt.sharers > 1) {
@@ -159,15 +168,14 @@ void run_tile(const KernelInfo<T>& ki, int64_t kc, const T* a, int64_t a_rs, int
   for (int64_t i = 0; i < m; ++i) std::copy(tile + i * ki.nr, tile + i * ki.nr + n, c + i * ldc);
 }
 
-// Loops 3, 2 and 1 for one kc×nc panel of packed B: MC rows of A at a time (in L2), then NR
-// columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming past). `bpanels`
-// holds the packed micro-panels of columns jb.. one after another.
+// Loops 3, 2 and 1 for columns j0..j1 of one kc×nc panel of packed B: MC rows of A at a time (in
+// L2), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming past).
+// `bpanels` holds the packed micro-panels of columns j0.. one after another.
 template <typename T>
 void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const T* A, T* C,
-                  int64_t pc, int64_t kc, int64_t jc, int64_t nc, const T* bpanels, int64_t jb,
-                  T* apack, const Epilogue<T>& ep) {
+                  int64_t pc, int64_t kc, int64_t j0, int64_t j1, const T* bpanels, T* apack,
+                  const Epilogue<T>& ep) {
   const int mr = pl.ki.mr, nr = pl.ki.nr;
-  const int64_t j0 = std::max(jc, pt.n0), j1 = std::min(jc + nc, pt.n1);
   if (j0 >= j1) return;
   const bool b_in_l3 = int64_t(sizeof(T)) * (j1 - j0) * kc > kL2Bytes / 2;
   for (int64_t ic = pt.m0; ic < pt.m1; ic += pl.mc) {  // loop 3
@@ -185,7 +193,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
     for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
       Epilogue<T> e = ep;
       if (e.bias) e.bias += jr;
-      const T* bp = bpanels + (jr - jb) * kc;
+      const T* bp = bpanels + (jr - j0) * kc;
       // The next B micro-panel, fetched towards L2 a slice per tile: a packed B too large for L2
       // lives in L3, and the first tile to read a panel would otherwise wait on it line by line.
       const char* next_b = reinterpret_cast<const char*>(bp + nr * kc);
@@ -216,27 +224,27 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
   T* C = g.c + t * g.c_bs;
   for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
     const int64_t nc = std::min(pl.nc, g.n - jc);
-    // The B micro-panels packed by this thread's sharers: p0.. (p0 + panels) of this nc panel.
-    // NOTE: they go to a place that depends on p0 and the largest kc alone: K blocks differ in
-    // length by one, and were the panels laid out by each block's kc, a thread packing the next
-    // block could overwrite the end of another's panel that is still being read.
-    const int64_t j0 = std::max(jc, pt.b0), j1 = std::min(jc + nc, pt.b1);
-    const int64_t p0 = (j0 - jc) / nr, panels = j1 > j0 ? ceil_div(j1 - j0, nr) : 0;
-    T* bpanels = bpack + p0 * nr * pl.kc;
+    // The B micro-panels of this thread's column group in this NC panel.
+    // NOTE: each group has a place of its own, the same in every NC panel and for every K block
+    // (its most panels times the largest kc): a group moving on to the next NC panel or K block
+    // must never overwrite panels another group is still reading (the groups' column ranges shift
+    // in a shorter last NC panel, and K blocks differ in length by one).
+    const auto [j0, j1] = part_columns(pt, nr, jc, nc);
+    const int64_t panels = j1 > j0 ? ceil_div(j1 - j0, nr) : 0;
+    T* bpanels = bpack + pt.col * ceil_div(ceil_div(std::min(pl.nc, g.n), nr), pt.cols) * nr * pl.kc;
     for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
       const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
-      // This thread's share of them: columns q0·NR.. (lanes of B are its columns, so the strides
-      // swap roles against A's).
-      const int64_t q0 = p0 + panels * pt.rank / pt.sharers,
-                    q1 = p0 + panels * (pt.rank + 1) / pt.sharers;
+      // This thread's share of them: micro-panels q0..q1 (lanes of B are its columns, so the
+      // strides swap roles against A's).
+      const int64_t q0 = panels * pt.rank / pt.sharers, q1 = panels * (pt.rank + 1) / pt.sharers;
       if (q1 > q0)
-        pl.ki.pack(B + pc * g.b_rs + (jc + q0 * nr) * g.b_cs, g.b_cs, g.b_rs,
-                   std::min(j1 - jc, q1 * nr) - q0 * nr, kc, nr, bpanels + (q0 - p0) * nr * kc);
+        pl.ki.pack(B + pc * g.b_rs + (j0 + q0 * nr) * g.b_cs, g.b_cs, g.b_rs,
+                   std::min(j1 - j0, q1 * nr) - q0 * nr, kc, nr, bpanels + q0 * nr * kc);
       sharers_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,
                            last ? g.act : Activation::none};
-      macro_kernel(g, pl, pt, A, C, pc, kc, jc, nc, bpanels, jc + p0 * nr, apack, ep);
+      macro_kernel(g, pl, pt, A, C, pc, kc, j0, j1, bpanels, apack, ep);
       sharers_barrier(pt);  // everyone is done with packed B before it is refilled
     }
   }
@@ -261,27 +269,26 @@ Plan<T> make_plan(const GemmArgs<T>& g) {
 
 // The team's grid over C: tm row groups × tn column groups (tm·tn = team), picked so the
 // busiest thread has the fewest tiles. On a tie, a packed A goes to splitting rows (each thread
-// packs only its own A), an A read in place to splitting columns.
-// The threads of a row group share its B panels. Split by columns alone, a thread packs its own
-// panels and never waits, unless N spans several NC panels: a thread may then still read one NC
-// panel's B while another packs the next into the same buffer, so the whole team shares them.
+// packs only its own A), an A read in place to splitting columns. The tm threads of a column
+// group share its B panels; split by columns alone, a thread packs its own and never waits.
 template <typename T>
 Part grid_part(const GemmArgs<T>& g, const Plan<T>& pl, int tid, int team) {
-  const int64_t tiles_m = ceil_div(g.m, pl.ki.mr), tiles_n = ceil_div(g.n, pl.ki.nr);
+  const int mr = pl.ki.mr, nr = pl.ki.nr;
+  const int64_t tiles_m = ceil_div(g.m, mr);
+  const auto group_tiles_n = [&](int tn) {  // a column group's tiles over all NC panels
+    const int64_t full = g.n / pl.nc, rest = g.n % pl.nc;
+    return full * ceil_div(pl.nc / nr, tn) + ceil_div(ceil_div(rest, nr), tn);
+  };
   int tm = 1;
   int64_t best = -1;
   for (int d = 1; d <= team; ++d) {
     if (team % d) continue;
-    const int64_t cost = ceil_div(tiles_m, d) * ceil_div(tiles_n, team / d);
+    const int64_t cost = ceil_div(tiles_m, d) * group_tiles_n(team / d);
     if (best < 0 || cost < best || (cost == best && pl.pack_a)) best = cost, tm = d;
   }
-  const int tn = team / tm, r = tid % tm, s = tid / tm;
-  const int64_t n0 = std::min(g.n, tiles_n * s / tn * pl.ki.nr),
-                n1 = std::min(g.n, tiles_n * (s + 1) / tn * pl.ki.nr);
-  Part pt{std::min(g.m, tiles_m * r / tm * pl.ki.mr), std::min(g.m, tiles_m * (r + 1) / tm * pl.ki.mr),
-          n0, n1, n0, n1, r, tm};
-  if (tm == 1 && g.n > pl.nc) pt.b0 = 0, pt.b1 = g.n, pt.rank = tid, pt.sharers = team;
-  return pt;
+  const int r = tid % tm;
+  return {std::min(g.m, tiles_m * r / tm * mr), std::min(g.m, tiles_m * (r + 1) / tm * mr),
+          tid / tm, team / tm, r, tm};
 }
 
 thread_local Workspace t_workspace;
@@ -301,8 +308,10 @@ void gemm(const GemmArgs<T>& g) {
   // shares each item. Either way a C element's arithmetic does not depend on nt.
   const bool by_item = nt > 1 && g.batch >= nt && (g.batch % nt == 0 || g.batch >= 4 * nt);
   const int64_t per_thread = pl.a_elems + (by_item ? pl.b_elems : 0);
-  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * (pl.b_elems + nt * per_thread)));
-  const Part whole{0, g.m, 0, g.n, 0, g.n, 0, 1};
+  // Packed B shared by the team: column groups round their places up, by under a panel each.
+  const int64_t shared_b = by_item ? 0 : pl.b_elems + (nt - 1) * pl.ki.nr * pl.kc;
+  T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * (shared_b + nt * per_thread)));
+  const Part whole{0, g.m, 0, 1, 0, 1};
   if (nt == 1) {
     for (int64_t t = 0; t < g.batch; ++t) gemm_item(g, pl, t, whole, ws, ws + pl.b_elems);
     return;
@@ -310,7 +319,7 @@ void gemm(const GemmArgs<T>& g) {
 #pragma omp parallel num_threads(nt)
   {
     const int tid = thread_id(), team = team_size();
-    T* own = ws + pl.b_elems + tid * per_thread;
+    T* own = ws + shared_b + tid * per_thread;
     if (by_item) {
       for (int64_t t = g.batch * tid / team; t < g.batch * (tid + 1) / team; ++t)
         gemm_item(g, pl, t, whole, own + pl.a_elems, own);

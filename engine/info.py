@@ -34,10 +34,11 @@ def collect():
         "python": platform.python_version(),
         "numpy": np.__version__,
         "machine": platform.machine(),
-        "modules": {m: _module_status(m) for m in ("_C", "_fused", "_cuda")},
+        "modules": {m: _module_status(m) for m in ("_C", "_fused", "_fused_avx2", "_cuda")},
         "backend": engine.backend.current(),
         "openmp_threads": engine.get_num_threads(),
         "cpu_avx2_fma": None,
+        "fused_isa": None,
         "openmp": None,
         "cuda_built": engine.cuda.is_built(),
         "cuda_available": engine.cuda.is_available(),
@@ -50,6 +51,9 @@ def collect():
 
         facts["cpu_avx2_fma"] = _C.cpu_has_avx2_fma()
         facts["openmp"] = _C.openmp_enabled()
+        from engine.backend import cpu
+
+        facts["fused_isa"] = cpu.best_fused_isa()
     except ImportError:
         pass
     return facts
@@ -62,7 +66,7 @@ def report():
         f"engine {f['engine']}  (Python {f['python']}, NumPy {f['numpy']}, {f['machine']})",
         "native modules: " + ", ".join(f"{m} {s}" for m, s in f["modules"].items()),
         f"OpenMP: {'enabled' if f['openmp'] else 'disabled'}, {f['openmp_threads']} threads",
-        f"CPU AVX2+FMA: {'yes' if f['cpu_avx2_fma'] else 'no'}",
+        f"CPU AVX2+FMA: {'yes' if f['cpu_avx2_fma'] else 'no'} (fused ops: {f['fused_isa']} build)",
         f"CUDA: module {'built' if f['cuda_built'] else 'not built'}, "
         f"{'available' if f['cuda_available'] else 'not available'} ({f['cuda_devices']} devices)"
         + (f"; {f['cuda_unavailable_reason']}" if f["cuda_unavailable_reason"] else

@@ -14,6 +14,15 @@ from tolerances import FLOAT32, FLOAT64, float32_reduction
 
 _fused = pytest.importorskip("engine._fused")
 
+ISAS = ["baseline"] + (["avx2"] if cpu._C.cpu_has_avx2_fma() else [])
+
+
+@pytest.fixture(params=ISAS, autouse=True)
+def fused_isa(request, monkeypatch):
+    """Every test here runs on each build of _fused.pyx this CPU can run."""
+    monkeypatch.setattr(cpu, "_fused", cpu.fused_module(request.param))
+    return request.param
+
 DTYPES = [np.float32, np.float64]
 ROWS = [(1, 1), (0, 5), (7, 1), (13, 17), (97, 131), (300, 131), (4096, 128)]  # the last two run in parallel
 FLAT = [(), (1,), (0,), (7, 13), (100003,)]
@@ -31,6 +40,14 @@ def assert_all_close(got, want, dtype, reduction=1):
         if g is not None:
             assert g.dtype == dtype and g.shape == w.shape
             np.testing.assert_allclose(g, w, **close(dtype, reduction))
+
+
+def test_the_backend_picks_the_widest_build_this_cpu_runs():
+    assert cpu.best_fused_isa() == ISAS[-1]
+    assert cpu.fused_module("avx2" if len(ISAS) == 2 else "baseline").__name__ == (
+        "engine._fused_avx2" if len(ISAS) == 2 else "engine._fused")
+    with pytest.raises(ValueError, match="isa must be 'avx2' or 'baseline', got 'sse9'"):
+        cpu.fused_module("sse9")
 
 
 def test_native_backend_serves_the_fused_kernels():

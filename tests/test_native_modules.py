@@ -8,7 +8,7 @@ from tolerances import FLOAT32, FLOAT64
 
 
 def test_cpu_modules_are_built_into_the_installed_package():
-    from engine import _C, _fused  # noqa: F401  (an ImportError here means a broken install)
+    from engine import _C, _fused, _fused_avx2  # noqa: F401  (an ImportError means a broken install)
 
     assert engine.backend.describe()["softmax_forward"] == "native"
 
@@ -126,3 +126,28 @@ def test_the_add_kernel_gives_a_plus_b_exactly(threads, n_threads, dtype, a_shap
     got = cpu.add(a, b)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, a + b)
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc():
+    import platform
+
+    from engine import _C, runtime
+
+    assert runtime.MALLOC_RETAINS == (platform.libc_ver()[0] == "glibc")
+    with pytest.raises(ValueError, match="bytes must be >= 0, got -1"):
+        _C.retain_freed_memory(-1)
+
+
+@pytest.mark.parametrize("text,mb", [(None, 256), ("0", 0), ("1024", 1024)])
+def test_malloc_retention_comes_from_the_environment(text, mb):
+    from engine import runtime
+
+    assert runtime.malloc_retain_mb({} if text is None else {"ENGINE_MALLOC_RETAIN_MB": text}) == mb
+
+
+@pytest.mark.parametrize("text", ["-1", "lots", "1.5"])
+def test_a_bad_malloc_retention_names_the_variable(text):
+    from engine import runtime
+
+    with pytest.raises(ValueError, match=f"ENGINE_MALLOC_RETAIN_MB must be a whole number of MiB >= 0, got '{text}'"):
+        runtime.malloc_retain_mb({"ENGINE_MALLOC_RETAIN_MB": text})

@@ -1,5 +1,5 @@
 """The native CPU kernel set: C++/OpenMP kernels from engine._C and Cython ones from
-engine._fused, behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
+engine._fused (engine._fused_avx2 where the CPU has AVX2 and FMA), behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
 
 The wrappers here only adapt layouts (the GEMM reads any operand with a unit stride in one of
 its last two dims in place; the other kernels take C-contiguous float32/float64 buffers) and
@@ -13,9 +13,31 @@ from engine.backend import numpy_ref
 from engine.backend.kernel_set import KernelSet
 
 try:
-    from engine import _C, _fused
+    from engine import _C
+    from engine import _fused as _fused_baseline
 except ImportError:  # running from a source tree that was never built
-    _C = _fused = None
+    _C = _fused_baseline = None
+
+
+def fused_module(isa):
+    """The build of engine/_fused.pyx for `isa`: "avx2" (needs a CPU with AVX2 and FMA) or
+    "baseline" (any x86-64)."""
+    if isa == "baseline":
+        return _fused_baseline
+    if isa != "avx2":
+        raise ValueError(f"fused_module: isa must be 'avx2' or 'baseline', got {isa!r}")
+    if _C is None or not _C.cpu_has_avx2_fma():
+        raise RuntimeError("fused_module: this CPU lacks AVX2 or FMA")
+    from engine import _fused_avx2
+    return _fused_avx2
+
+
+def best_fused_isa():
+    """The widest build of _fused.pyx this CPU runs."""
+    return "avx2" if _C is not None and _C.cpu_has_avx2_fma() else "baseline"
+
+
+_fused = fused_module(best_fused_isa())
 
 
 _FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -34,7 +34,7 @@ fi
 # -fno-omit-frame-pointer on every native file, so frames in reports carry file and line.
 ENGINE_SANITIZE=address,undefined ENGINE_CUDA=OFF "$VENV/bin/python" -m pip install -q "$ROOT[test]"
 # A module built without the sanitizers would pass the tests and check nothing.
-for module in _C _fused; do
+for module in _C _fused _fused_avx2; do
   so="$(cd / && LD_PRELOAD="$PRELOAD" ASAN_OPTIONS=detect_leaks=0 "$VENV/bin/python" -c "import engine.$module as m; print(m.__file__)")"
   if ! ldd "$so" | grep libasan > /dev/null; then  # not grep -q: ldd would get SIGPIPE
     echo "sanitize: $so is not linked against libasan: the build did not take ENGINE_SANITIZE" >&2

@@ -4,7 +4,8 @@ Each measurement runs in a fresh Python process (forking after OpenMP has starte
 child): it builds the case's inputs, makes one warm-up call, resets its peak resident size
 (Linux /proc/self/clear_refs), makes the measured call, and reports VmHWM − VmRSS: what the call
 touched beyond its inputs — outputs, temporaries and workspace. glibc's mmap threshold is fixed
-so freed buffers go back to the system instead of hiding the next call's allocations.
+so freed buffers go back to the system instead of hiding the next call's allocations (and
+ENGINE_MALLOC_RETAIN_MB=0 keeps engine from changing it on import).
 """
 import json
 import os
@@ -45,7 +46,8 @@ def peak_extra_bytes(suite, builder_args, impl, threads):
     code = (f"import engine; engine.set_num_threads({int(threads)}); "
             f"from {_PACKAGE}.memory import run_child; "
             f"run_child({suite!r}, {tuple(builder_args)!r}, {impl!r})")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", ENGINE_MALLOC_RETAIN_MB="0",
+               OMP_NUM_THREADS=str(threads))
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=600, env=env)

@@ -50,3 +50,15 @@ def test_train_step_losses_agree_between_kernel_sets(kind):
     first = [train._engine_step(kind, 4, kernel_set, vocab)() for kernel_set in ("numpy", "native")]
     np.testing.assert_allclose(first[0], first[1], rtol=1e-5)
     assert np.isfinite(first[0])
+
+
+def test_peak_memory_sees_the_reference_attention_materialize_its_scores():
+    from engine.benchmarks import memory
+
+    if not memory.supported():
+        pytest.skip("needs Linux /proc/self/clear_refs")
+    shape = (1, 2, 512, 16, False, False)  # numpy_ref holds blocks of 2×512×512 float32 scores
+    numpy_bytes = memory.peak_extra_bytes("attention", shape, "numpy", 1)
+    engine_bytes = memory.peak_extra_bytes("attention", shape, "engine", 1)
+    assert numpy_bytes > 2 * 512 * 512 * 4 // 2
+    assert 0 < engine_bytes < numpy_bytes

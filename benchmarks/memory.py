@@ -48,9 +48,15 @@ def peak_extra_bytes(suite, builder_args, impl, threads):
             f"run_child({suite!r}, {tuple(builder_args)!r}, {impl!r})")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", ENGINE_MALLOC_RETAIN_MB="0",
                OMP_NUM_THREADS=str(threads))
+    # The child runs beside the engine package this process imported: `-c` puts its working
+    # directory first on sys.path, and started in a checkout it would import the source tree's
+    # engine/, which has no compiled modules.
+    import engine
+
+    beside = os.path.dirname(os.path.dirname(os.path.abspath(engine.__file__)))
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, env=env)
+                              timeout=600, env=env, cwd=beside)
         return int(json.loads(done.stdout.strip().splitlines()[-1]))
     except (subprocess.TimeoutExpired, ValueError, IndexError):
         return None

@@ -57,8 +57,12 @@ def test_peak_memory_sees_the_reference_attention_materialize_its_scores():
 
     if not memory.supported():
         pytest.skip("needs Linux /proc/self/clear_refs")
-    shape = (1, 2, 512, 16, False, False)  # numpy_ref holds blocks of 2×512×512 float32 scores
+    # engine's extra memory is its 2 MiB output and ~130 KiB of block buffers; the
+    # reference's is dominated by its float32 score blocks. The kernel counts resident pages
+    # lazily (up to 64 pages per thread), hence the slack.
+    shape = (1, 4, 2048, 64, False, False)
+    output = 4 * 2048 * 64 * 4
     numpy_bytes = memory.peak_extra_bytes("attention", shape, "numpy", 1)
     engine_bytes = memory.peak_extra_bytes("attention", shape, "engine", 1)
-    assert numpy_bytes > 2 * 512 * 512 * 4 // 2
-    assert 0 < engine_bytes < numpy_bytes
+    assert 0.75 * output <= engine_bytes <= 1.5 * output
+    assert numpy_bytes > 4 * output

@@ -222,16 +222,16 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
   const T* A = g.a + t * g.a_bs;
   const T* B = g.b + t * g.b_bs;
   T* C = g.c + t * g.c_bs;
+  // The B micro-panels of this thread's column group.
+  // NOTE: each group has a place of its own, the same in every NC panel and for every K block
+  // (its most panels times the largest kc): a group moving on to the next NC panel or K block
+  // must never overwrite panels another group is still reading (the groups' column ranges shift
+  // in a shorter last NC panel, and K blocks differ in length by one).
+  T* bpanels = bpack + pt.col * ceil_div(ceil_div(std::min(pl.nc, g.n), nr), pt.cols) * nr * pl.kc;
   for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
     const int64_t nc = std::min(pl.nc, g.n - jc);
-    // The B micro-panels of this thread's column group in this NC panel.
-    // NOTE: each group has a place of its own, the same in every NC panel and for every K block
-    // (its most panels times the largest kc): a group moving on to the next NC panel or K block
-    // must never overwrite panels another group is still reading (the groups' column ranges shift
-    // in a shorter last NC panel, and K blocks differ in length by one).
     const auto [j0, j1] = part_columns(pt, nr, jc, nc);
     const int64_t panels = j1 > j0 ? ceil_div(j1 - j0, nr) : 0;
-    T* bpanels = bpack + pt.col * ceil_div(ceil_div(std::min(pl.nc, g.n), nr), pt.cols) * nr * pl.kc;
     for (int64_t kb = 0; kb < pl.kblocks; ++kb) {  // loop 4
       const int64_t pc = kb * pl.kc, kc = std::min(pl.kc, g.k - pc);
       // This thread's share of them: micro-panels q0..q1 (lanes of B are its columns, so the

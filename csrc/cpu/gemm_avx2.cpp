@@ -2,8 +2,8 @@
 // only file compiled with -mavx2 -mfma; gemm.cpp calls into it only when the CPU reports both.
 #include <immintrin.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "cpu/gemm.h"

@@ -1,5 +1,6 @@
 """The native CPU kernel set: C++/OpenMP kernels from engine._C and Cython ones from
-engine._fused (engine._fused_avx2 where the CPU has AVX2 and FMA), behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
+engine._fused (engine._fused_avx2 where the CPU has AVX2 and FMA), behind numpy_ref's
+signatures. Kernels without a native version use numpy_ref.
 
 The wrappers here only adapt layouts (the GEMM reads any operand with a unit stride in one of
 its last two dims in place; the other kernels take C-contiguous float32/float64 buffers) and
@@ -19,6 +20,11 @@ except ImportError:  # running from a source tree that was never built
     _C = _fused_baseline = None
 
 
+def best_fused_isa():
+    """The widest build of _fused.pyx this CPU runs."""
+    return "avx2" if _C is not None and _C.cpu_has_avx2_fma() else "baseline"
+
+
 def fused_module(isa):
     """The build of engine/_fused.pyx for `isa`: "avx2" (needs a CPU with AVX2 and FMA) or
     "baseline" (any x86-64)."""
@@ -26,15 +32,10 @@ def fused_module(isa):
         return _fused_baseline
     if isa != "avx2":
         raise ValueError(f"fused_module: isa must be 'avx2' or 'baseline', got {isa!r}")
-    if _C is None or not _C.cpu_has_avx2_fma():
+    if best_fused_isa() != "avx2":
         raise RuntimeError("fused_module: this CPU lacks AVX2 or FMA")
     from engine import _fused_avx2
     return _fused_avx2
-
-
-def best_fused_isa():
-    """The widest build of _fused.pyx this CPU runs."""
-    return "avx2" if _C is not None and _C.cpu_has_avx2_fma() else "baseline"
 
 
 _fused = fused_module(best_fused_isa())

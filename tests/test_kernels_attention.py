@@ -91,6 +91,21 @@ def test_matches_float64_reference(isa, shape, is_causal, dtype):
                            reference(q, k, v, dout, is_causal=is_causal), q, k, v)
 
 
+def test_float32_probabilities_are_accurate_over_the_whole_exp_range(isa):
+    """Two keys, scores 0 and -x for x in [0, 87] (exact: q = 1, k = (0, -x), scale 1) and V the
+    identity, so out is the pair of probabilities (1, e^-x) / (1 + e^-x). Each goes through one
+    exp, one sum and one division, so a few ulp bound it however small it is."""
+    x = np.linspace(0, 87, 4001, dtype=np.float32)  # one batch item per x
+    q = np.ones((x.size, 1, 1, 1), np.float32)
+    k = np.stack([np.zeros_like(x), -x], 1).reshape(x.size, 1, 2, 1)
+    v = np.broadcast_to(np.eye(2, dtype=np.float32), (x.size, 1, 2, 2)).copy()
+    out, _ = _C.attention_forward(q, k, v, None, False, 1.0)
+    e = np.exp(-x.astype(np.float64))
+    want = np.stack([1 / (1 + e), e / (1 + e)], 1)
+    rel = np.abs(out.reshape(x.size, 2) - want) / want
+    assert rel.max() <= 6 * EPS32, f"max relative error {rel.max() / EPS32:.1f} eps"
+
+
 def test_custom_scale():
     q, k, v, dout = inputs(np.random.default_rng(0), 2, 2, 20, 30, 8, 8)
     assert_attention_close(native(q, k, v, dout, scale=0.3), reference(q, k, v, dout, scale=0.3), q, k, v)

@@ -1,11 +1,12 @@
 // Direct AVX2+FMA conv2d for stride 1 (any padding, dilation and groups), forward and weight
 // gradient (the input gradient is a forward convolution of dy, see conv2d.cpp): no column panel.
 // The image is copied once into a zero-padded plane of width Wp = W + 2·pw; an output position
-// (oh, ow) is then the "extended" position e = oh·Wp + ow, and tap (c, i, j) reads the padded
-// image at e + off[c, i, j] with off = c·Hp·Wp + i·dh·Wp + j·dw. So the input values a tile of
-// consecutive extended positions needs for one tap are consecutive in memory: the register tile
-// loads them as whole vectors straight from the padded image. Extended positions with
-// ow ≥ OW (the Wp − OW columns past each output row) are computed and dropped on store.
+// (oh, ow) then sits at the "extended" position e = oh·Wp + ow, and tap (c, i, j) reads the padded
+// image at e + off[c, i, j] with off = c·Hp·Wp + i·dh·Wp + j·dw. The forward is then a GEMM whose
+// A operand (positions × taps) is read straight from the padded image through that offset table:
+// its register tile broadcasts the input at kFP output positions and multiplies two vectors of
+// output channels' weights, like the GEMM microkernel, so no load straddles a cache line and the
+// weights stream in order.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,135 +21,58 @@
 namespace engine::cpu::detail {
 namespace {
 
-// The shared vector operations, plus masked stores and lane permutes.
 template <typename T>
-struct Vec;
+using Vec = avx2::Vec<T>;
 
-template <>
-struct Vec<float> : avx2::Vec<float> {
-  // Lanes [lo, hi) set.
-  static __m256i mask(int lo, int hi) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), lane),
-                               _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
-  }
-  static void store_masked(float* p, __m256i m, R v) { _mm256_maskstore_ps(p, m, v); }
-  static R permute(R v, __m256i idx32) { return _mm256_permutevar8x32_ps(v, idx32); }
-};
-
-template <>
-struct Vec<double> : avx2::Vec<double> {
-  static __m256i mask(int lo, int hi) {
-    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
-    return _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(lo), lane),
-                               _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi), lane));
-  }
-  static void store_masked(double* p, __m256i m, R v) { _mm256_maskstore_pd(p, m, v); }
-  static R permute(R v, __m256i idx32) {  // idx32 moves both 32-bit halves of each double
-    return _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), idx32));
-  }
-};
-
-// The register tile: kMR output channels × kNV vectors of extended positions; 12 accumulators,
-// kNV input vectors and one broadcast weight fit the 16 ymm registers. Four channels divide the
-// usual channel counts (32, 64, 128), so no tile is partly empty along O.
-constexpr int kMR = 4, kNV = 3;
-
-// Where one vector of a tile goes. Its valid lanes (ow < OW) land on `count` consecutive outputs
-// starting at `base`: moved to the front by the permutation `idx` (32-bit lanes), the vector is
-// stored whole, and its last NL − count lanes spill garbage onto outputs a later store of the same
-// thread overwrites. Where that is not so (the end of a plane or of a thread's share), the lanes
-// go out through masked stores of the runs in `pieces` instead.
-struct VecStore {
-  int64_t base;
-  int32_t count;
-  bool identity;  // all lanes valid, in order: no permutation
-  alignas(32) int32_t idx[8];
-};
-
-// Lanes [lo, hi) of a vector go to the output plane at dest − lo + lane.
-struct Piece {
-  int32_t lo, hi;
-  int64_t dest;
-};
+// The forward register tile: kFP output positions × kFV vectors of output channels; 12
+// accumulators, kFV weight vectors and one broadcast input fit the 16 ymm registers.
+constexpr int kFP = 6, kFV = 2;
 
 template <typename T>
 struct Plan {
-  int64_t hp, wp, nr, tiles, ob, image;  // padded plane, tile width, tiles, channel blocks, image
-  std::vector<int64_t> off;              // K tap offsets into the padded image of one group
-  std::vector<T> wpack;                  // [g][ob][k][r]: weight[g·Og + ob·kMR + r, k], 0 past Og
-  std::vector<T> bpack;                  // [g][ob][r]: bias, 0 past Og (or all 0)
-  std::vector<VecStore> stores;          // [t·kNV + v]
-  std::vector<Piece> pieces;             // for tile t, vector v: [first[t·kNV + v], first[.. + 1])
-  std::vector<int64_t> first;
-  std::vector<int64_t> tile_base;        // first output of each tile (and L at the end)
+  int64_t hp, wp, image;     // padded plane, and its size with the zero slack after it
+  std::vector<int64_t> off;  // K tap offsets into the padded image of one group
+  // The forward's: channel blocks of nr = kFV vectors, tiles of kFP output positions.
+  int64_t nr = 0, ob = 0, tiles = 0;
+  std::vector<T> wpack;      // [g][ob][k][nr]: weight[g·Og + ob·nr + lane, k], 0 past Og
+  std::vector<T> bpack;      // [g][ob][nr]: bias, 0 past Og (or all 0)
+  std::vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
 };
 
 // The geometry of the padded image; with a weight (the forward) also the packed weights and the
-// store tables.
+// extended position of every output.
 template <typename T>
 Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
-  constexpr int L = Vec<T>::kLanes;
-  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps();
+  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
   Plan<T> p;
-  p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw, p.nr = kNV * L;
-  const int64_t extended = (s.oh - 1) * p.wp + s.ow;  // up to the last output position
-  p.tiles = (extended + p.nr - 1) / p.nr;
-  p.ob = (Og + kMR - 1) / kMR;
-  // The last tile reads up to nr − 1 positions past the last output: zero slack after the image.
+  p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw;
+  // The weight gradient reads runs of NL positions up to NL − 1 past the last output: zero slack.
   const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
-  p.image = std::max(Cg * p.hp * p.wp, last_tap + p.tiles * p.nr);
+  const int64_t extended = (s.oh - 1) * p.wp + s.ow;
+  p.image = std::max(Cg * p.hp * p.wp, last_tap + extended + Vec<T>::kLanes);
   p.off.resize(size_t(K));
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
   if (!weight) return p;
-  p.wpack.assign(size_t(G * p.ob * K * kMR), T(0));
-  p.bpack.assign(size_t(G * p.ob * kMR), T(0));
+  p.nr = kFV * Vec<T>::kLanes;
+  p.ob = (Og + p.nr - 1) / p.nr;
+  p.tiles = (L + kFP - 1) / kFP;
+  p.wpack.assign(size_t(G * p.ob * K * p.nr), T(0));
+  p.bpack.assign(size_t(G * p.ob * p.nr), T(0));
   for (int64_t g = 0; g < G; ++g)
     for (int64_t o = 0; o < Og; ++o) {
-      T* dst = p.wpack.data() + ((g * p.ob + o / kMR) * K) * kMR + o % kMR;
+      T* dst = p.wpack.data() + (g * p.ob + o / p.nr) * K * p.nr + o % p.nr;
       const T* src = weight + (g * Og + o) * K;
-      for (int64_t k = 0; k < K; ++k) dst[k * kMR] = src[k];
-      if (bias) p.bpack[size_t((g * p.ob + o / kMR) * kMR + o % kMR)] = bias[g * Og + o];
+      for (int64_t k = 0; k < K; ++k) dst[k * p.nr] = src[k];
+      if (bias) p.bpack[size_t((g * p.ob + o / p.nr) * p.nr + o % p.nr)] = bias[g * Og + o];
     }
-  // Where each lane of each tile goes.
-  constexpr int kLanes32 = 8 / L;  // 32-bit lanes per element
-  p.first.reserve(size_t(p.tiles * kNV + 1));
-  p.stores.resize(size_t(p.tiles * kNV));
-  p.tile_base.assign(size_t(p.tiles + 1), s.plane());
-  for (int64_t t = 0; t < p.tiles; ++t)
-    for (int v = 0; v < kNV; ++v) {
-      p.first.push_back(int64_t(p.pieces.size()));
-      VecStore& vs = p.stores[size_t(t * kNV + v)];
-      vs.base = -1, vs.count = 0;
-      for (int q = 0; q < L; ++q) {
-        const int64_t e = t * p.nr + v * L + q, oh = e / p.wp, ow = e % p.wp;
-        if (oh >= s.oh || ow >= s.ow) continue;
-        const int64_t dest = oh * s.ow + ow;
-        if (vs.base < 0) vs.base = dest;
-        for (int h = 0; h < kLanes32; ++h) vs.idx[vs.count * kLanes32 + h] = q * kLanes32 + h;
-        ++vs.count;
-        if (int64_t(p.pieces.size()) > p.first.back()) {  // extend this vector's last run
-          Piece& last = p.pieces.back();
-          if (last.hi == q && last.dest + (q - last.lo) == dest) {
-            last.hi = q + 1;
-            continue;
-          }
-        }
-        p.pieces.push_back({q, q + 1, dest});
-      }
-      for (int k = vs.count * kLanes32; k < 8; ++k) vs.idx[k] = k;
-      vs.identity = vs.count == L && p.pieces.back().lo == 0 && p.pieces.back().hi == L;
-    }
-  for (int64_t t = p.tiles - 1; t >= 0; --t)  // the first output a tile writes, or the next one's
-    for (int v = kNV - 1; v >= 0; --v) {
-      const VecStore& vs = p.stores[size_t(t * kNV + v)];
-      if (vs.count) p.tile_base[size_t(t)] = vs.base;
-    }
-  for (int64_t t = p.tiles - 1; t >= 0; --t)
-    p.tile_base[size_t(t)] = std::min(p.tile_base[size_t(t)], p.tile_base[size_t(t + 1)]);
-  p.first.push_back(int64_t(p.pieces.size()));
+  // Positions past L (the last tile's) repeat the last output's, so they read inside the image.
+  p.epos.resize(size_t(p.tiles * kFP));
+  for (int64_t q = 0; q < p.tiles * kFP; ++q) {
+    const int64_t out = std::min(q, L - 1);
+    p.epos[size_t(q)] = out / s.ow * p.wp + out % s.ow;
+  }
   return p;
 }
 
@@ -171,81 +95,105 @@ void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
   std::fill(out, xp + p.image, T(0));
 }
 
-// One tile: y rows ob·kMR.. of the group, extended positions [t·nr, t·nr + nr).
+// Rows r0..r5 of a 6×8 block (r6, r7 taken as zero) transposed: ch[c] lane i = r_i[c]; lanes
+// 6 and 7 are zero.
+inline void transpose_6x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
+                          __m256 ch[8]) {
+  const __m256 z = _mm256_setzero_ps();
+  const __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 a2 = _mm256_unpacklo_ps(r2, r3), a3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 a4 = _mm256_unpacklo_ps(r4, r5), a5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+  const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+  const __m256 b4 = _mm256_shuffle_ps(a4, z, 0x44), b5 = _mm256_shuffle_ps(a4, z, 0xEE);
+  const __m256 b6 = _mm256_shuffle_ps(a5, z, 0x44), b7 = _mm256_shuffle_ps(a5, z, 0xEE);
+  ch[0] = _mm256_permute2f128_ps(b0, b4, 0x20);
+  ch[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+  ch[2] = _mm256_permute2f128_ps(b2, b6, 0x20);
+  ch[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+  ch[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
+  ch[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+  ch[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
+  ch[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+// One tile: outputs [t·kFP, t·kFP + kFP) ∩ [0, L) of channels ob·nr.. (`rows` of them) of the
+// group. acc[i][v] = bias + Σ_k xpad[epos_i + off[k]]·wpack[k][v·NL ..].
 template <typename T>
-inline void tile(T* yg, const T* xt, const Plan<T>& p, const T* w, const T* b, int64_t K,
+inline void tile(T* yg, const T* xp, const Plan<T>& p, const T* w, const T* b, int64_t K,
                  int64_t rows, int64_t L, int64_t t, int64_t limit) {
   using V = Vec<T>;
   using R = typename V::R;
-  constexpr int NL = V::kLanes;
-  R acc[kMR][kNV];
-#pragma GCC unroll 4
-  for (int r = 0; r < kMR; ++r) {
-    const R br = V::bcast(b + r);
-#pragma GCC unroll 3
-    for (int v = 0; v < kNV; ++v) acc[r][v] = br;
-  }
+  constexpr int NL = V::kLanes, NR = kFV * NL;
+  const int64_t* e = p.epos.data() + t * kFP;
+  const T* x0 = xp + e[0];
+  int64_t rel[kFP];  // the positions' distances from the first (kFP − 1 within one output row)
+#pragma GCC unroll 6
+  for (int i = 0; i < kFP; ++i) rel[i] = e[i] - e[0];
+  R acc[kFP][kFV];
+#pragma GCC unroll 6
+  for (int i = 0; i < kFP; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < kFV; ++v) acc[i][v] = V::load(b + v * NL);
   const int64_t* off = p.off.data();
 #pragma GCC unroll 2
-  for (int64_t k = 0; k < K; ++k) {
-    const T* xk = xt + off[k];
-    R xv[kNV];
-#pragma GCC unroll 3
-    for (int v = 0; v < kNV; ++v) xv[v] = V::load(xk + v * NL);
-#pragma GCC unroll 4
-    for (int r = 0; r < kMR; ++r) {
-      const R wr = V::bcast(w + k * kMR + r);
-#pragma GCC unroll 3
-      for (int v = 0; v < kNV; ++v) acc[r][v] = V::fma(wr, xv[v], acc[r][v]);
+  for (int64_t k = 0; k < K; ++k, w += NR) {
+    const T* xk = x0 + off[k];
+    const R w0 = V::load(w), w1 = V::load(w + NL);
+#pragma GCC unroll 6
+    for (int i = 0; i < kFP; ++i) {
+      const R xi = V::bcast(xk + rel[i]);
+      acc[i][0] = V::fma(xi, w0, acc[i][0]);
+      acc[i][1] = V::fma(xi, w1, acc[i][1]);
     }
   }
   // NOTE: every loop touching acc is unrolled so its indices are constants; a runtime index
   // would make the compiler keep acc in memory and store it on every step of the K loop.
-#pragma GCC unroll 3
-  for (int v = 0; v < kNV; ++v) {
-    const VecStore& vs = p.stores[size_t(t * kNV + v)];
-    if (vs.count == 0) continue;
-    if (vs.identity) {
-#pragma GCC unroll 4
-      for (int r = 0; r < kMR; ++r)
-        if (r < rows) V::store(yg + r * L + vs.base, acc[r][v]);
-    } else if (vs.base + NL <= limit) {
-      const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(vs.idx));
-#pragma GCC unroll 4
-      for (int r = 0; r < kMR; ++r)
-        if (r < rows) V::store(yg + r * L + vs.base, V::permute(acc[r][v], idx));
-    } else {
-      const Piece* pc = p.pieces.data() + p.first[size_t(t * kNV + v)];
-      const Piece* end = p.pieces.data() + p.first[size_t(t * kNV + v + 1)];
-      for (; pc < end; ++pc) {
-        const __m256i m = V::mask(pc->lo, pc->hi);
-#pragma GCC unroll 4
-        for (int r = 0; r < kMR; ++r)
-          if (r < rows) V::store_masked(yg + r * L + pc->dest - pc->lo, m, acc[r][v]);
+  // Each channel's outputs of the tile are consecutive in its plane.
+  const int64_t p0 = t * kFP;
+  if constexpr (sizeof(T) == 4) {
+    if (rows == NR && p0 + NL <= limit) {
+      // Transposed to a vector of positions per channel and stored whole: its lanes past kFP
+      // spill onto the next tile's outputs, which this thread writes later (limit).
+#pragma GCC unroll 2
+      for (int v = 0; v < kFV; ++v) {
+        __m256 ch[8];
+        transpose_6x8(acc[0][v], acc[1][v], acc[2][v], acc[3][v], acc[4][v], acc[5][v], ch);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) V::store(yg + (v * NL + c) * L + p0, ch[c]);
       }
+      return;
     }
+  }
+  alignas(32) T out[kFP][NR];
+#pragma GCC unroll 6
+  for (int i = 0; i < kFP; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < kFV; ++v) V::store(out[i] + v * NL, acc[i][v]);
+  const int64_t count = std::min<int64_t>(kFP, L - p0);
+  for (int64_t r = 0; r < rows; ++r) {
+    T* dst = yg + r * L + p0;
+    for (int64_t i = 0; i < count; ++i) dst[i] = out[i][r];
   }
 }
 
-// Tiles [t0, t1) of one image-group, every output channel of the group. Each output row is
-// written in increasing order (so a whole-vector store's spill is overwritten by a later store,
-// and never reaches past t1's outputs). Tiles go in chunks whose input rows stay in L2 while
-// every channel block passes over them; a block's weights stay in L1 across the chunk, and its
-// kMR output rows are written as a few sequential streams.
+// Tiles [t0, t1) of one image-group, every output channel of the group. Tiles go in chunks whose
+// input rows stay in L2 while every channel block passes over them; a block's weights stream in
+// order from L2 once per tile.
 template <typename T>
 void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
            int64_t t1) {
-  const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = p.tile_base[size_t(t1)];
-  // ~64 KiB of input per chunk: Cg channels × (chunk / Wp + KH·dh) rows of Wp values.
+  const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
+  // ~64 KiB of input per chunk: Cg channels × (chunk / OW + KH·dh) rows of Wp values.
   const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 10) / int64_t(sizeof(T)) /
                                                  std::max<int64_t>(1, s.cg() * p.wp));
-  const int64_t chunk = std::max<int64_t>(1, std::max<int64_t>(rows - s.kh * s.dh, 1) * p.wp / p.nr);
+  const int64_t chunk = std::max<int64_t>(1, std::max<int64_t>(rows - s.kh * s.dh, 1) * s.ow / kFP);
   for (int64_t c0 = t0; c0 < t1; c0 += chunk)
     for (int64_t ob = 0; ob < p.ob; ++ob)
       for (int64_t t = c0; t < std::min(t1, c0 + chunk); ++t)
-        tile(yg + ob * kMR * L, xp + t * p.nr, p, p.wpack.data() + (g * p.ob + ob) * K * kMR,
-             p.bpack.data() + (g * p.ob + ob) * kMR, K, std::min<int64_t>(kMR, Og - ob * kMR), L, t,
-             limit);
+        tile(yg + ob * p.nr * L, xp, p, p.wpack.data() + (g * p.ob + ob) * K * p.nr,
+             p.bpack.data() + (g * p.ob + ob) * p.nr, K, std::min<int64_t>(p.nr, Og - ob * p.nr), L,
+             t, limit);
 }
 
 // ---- Gradient w.r.t. the weight -------------------------------------------------------------
@@ -371,7 +319,7 @@ void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias
                                 const ConvShape& s) {
   const Plan<T> p = make_plan(weight, bias, s);
   const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), L = s.plane(), ng = s.n * G;
-  const double tile_macs = double(Og) * s.taps() * p.nr;
+  const double tile_macs = double(Og) * s.taps() * kFP;
   const int nt = team_for(ng * p.tiles, tile_macs);
   auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
   auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };

@@ -3,13 +3,17 @@
 Each implementation of a case is timed in rounds that interleave the implementations (so a noisy
 moment on a shared machine hits all of them), after a warm-up, with a short pause when switching
 library: idle OpenBLAS and OpenMP threads spin for a while after a call and would steal the
-other library's cores.
+other library's cores. After the pause each implementation runs untimed for a moment first: its
+threads have gone to sleep, and the kernel may wake one onto the core of another, where the two
+take turns until the scheduler spreads them again (~10 ms measured on a 2-core VM, during which
+a 0.5 ms two-thread call took 5-6 ms).
 """
 import contextlib
 import statistics
 import time
 
 SWITCH_PAUSE_S = 0.15
+SETTLE_S = 0.02  # untimed calls after each pause (see above)
 
 
 def time_call(fn, min_time=0.02):
@@ -32,6 +36,7 @@ def interleaved_medians(fns, rounds=7, min_time=0.02, warmup=1):
     for _ in range(rounds):
         for name, fn in fns.items():
             time.sleep(SWITCH_PAUSE_S)
+            time_call(fn, SETTLE_S)
             samples[name].append(time_call(fn, min_time))
     return {name: statistics.median(s) for name, s in samples.items()}
 

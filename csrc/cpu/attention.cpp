@@ -246,7 +246,7 @@ const T* block_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_
 }
 
 // Asks for rows [t0, t0 + n) of an operand (x columns) to be brought towards L2, one prefetch per
-// cache line: the next key block's K and V are fetched a slice per tile of the current one, so
+// cache line: the next key block's K and V are fetched a slice per row of P·V tiles, so
 // the score tiles do not wait on the first touch of every row (a head's K and V, 512 KiB at
 // T = 1024, do not stay in L2 from one query block to the next).
 template <typename T>

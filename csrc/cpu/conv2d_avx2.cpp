@@ -24,18 +24,20 @@ namespace {
 template <typename T>
 using Vec = avx2::Vec<T>;
 
-// The forward register tile: kFP output positions × kFV vectors of output channels; 12
-// accumulators, kFV weight vectors and one broadcast input fit the 16 ymm registers.
+// The forward register tile: kFP output positions × kFV vectors (kFNR lanes) of output channels;
+// 12 accumulators, kFV weight vectors and one broadcast input fit the 16 ymm registers.
 constexpr int kFP = 6, kFV = 2;
+template <typename T>
+constexpr int kFNR = kFV * Vec<T>::kLanes;
 
 template <typename T>
 struct Plan {
   int64_t hp, wp, image;     // padded plane, and its size with the zero slack after it
   std::vector<int64_t> off;  // K tap offsets into the padded image of one group
-  // The forward's: channel blocks of nr = kFV vectors, tiles of kFP output positions.
-  int64_t nr = 0, ob = 0, tiles = 0;
-  std::vector<T> wpack;      // [g][ob][k][nr]: weight[g·Og + ob·nr + lane, k], 0 past Og
-  std::vector<T> bpack;      // [g][ob][nr]: bias, 0 past Og (or all 0)
+  // The forward's: channel blocks of kFNR, tiles of kFP output positions.
+  int64_t ob = 0, tiles = 0;
+  std::vector<T> wpack;      // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
+  std::vector<T> bpack;      // [g][ob][kFNR]: bias, 0 past Og (or all 0)
   std::vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
 };
 
@@ -55,17 +57,17 @@ Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
   if (!weight) return p;
-  p.nr = kFV * Vec<T>::kLanes;
-  p.ob = (Og + p.nr - 1) / p.nr;
+  constexpr int NR = kFNR<T>;
+  p.ob = (Og + NR - 1) / NR;
   p.tiles = (L + kFP - 1) / kFP;
-  p.wpack.assign(size_t(G * p.ob * K * p.nr), T(0));
-  p.bpack.assign(size_t(G * p.ob * p.nr), T(0));
+  p.wpack.assign(size_t(G * p.ob * K * NR), T(0));
+  p.bpack.assign(size_t(G * p.ob * NR), T(0));
   for (int64_t g = 0; g < G; ++g)
     for (int64_t o = 0; o < Og; ++o) {
-      T* dst = p.wpack.data() + (g * p.ob + o / p.nr) * K * p.nr + o % p.nr;
+      T* dst = p.wpack.data() + (g * p.ob + o / NR) * K * NR + o % NR;
       const T* src = weight + (g * Og + o) * K;
-      for (int64_t k = 0; k < K; ++k) dst[k * p.nr] = src[k];
-      if (bias) p.bpack[size_t((g * p.ob + o / p.nr) * p.nr + o % p.nr)] = bias[g * Og + o];
+      for (int64_t k = 0; k < K; ++k) dst[k * NR] = src[k];
+      if (bias) p.bpack[size_t((g * p.ob + o / NR) * NR + o % NR)] = bias[g * Og + o];
     }
   // Positions past L (the last tile's) repeat the last output's, so they read inside the image.
   p.epos.resize(size_t(p.tiles * kFP));
@@ -117,14 +119,14 @@ inline void transpose_6x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4,
   ch[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
 }
 
-// One tile: outputs [t·kFP, t·kFP + kFP) ∩ [0, L) of channels ob·nr.. (`rows` of them) of the
+// One tile: outputs [t·kFP, t·kFP + kFP) ∩ [0, L) of channels ob·kFNR.. (`rows` of them) of the
 // group. acc[i][v] = bias + Σ_k xpad[epos_i + off[k]]·wpack[k][v·NL ..].
 template <typename T>
 inline void tile(T* yg, const T* xp, const Plan<T>& p, const T* w, const T* b, int64_t K,
                  int64_t rows, int64_t L, int64_t t, int64_t limit) {
   using V = Vec<T>;
   using R = typename V::R;
-  constexpr int NL = V::kLanes, NR = kFV * NL;
+  constexpr int NL = V::kLanes, NR = kFNR<T>;
   const int64_t* e = p.epos.data() + t * kFP;
   const T* x0 = xp + e[0];
   int64_t rel[kFP];  // the positions' distances from the first (kFP − 1 within one output row)
@@ -188,12 +190,13 @@ void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, 
   const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 10) / int64_t(sizeof(T)) /
                                                  std::max<int64_t>(1, s.cg() * p.wp));
   const int64_t chunk = std::max<int64_t>(1, std::max<int64_t>(rows - s.kh * s.dh, 1) * s.ow / kFP);
+  constexpr int NR = kFNR<T>;
   for (int64_t c0 = t0; c0 < t1; c0 += chunk)
     for (int64_t ob = 0; ob < p.ob; ++ob)
       for (int64_t t = c0; t < std::min(t1, c0 + chunk); ++t)
-        tile(yg + ob * p.nr * L, xp, p, p.wpack.data() + (g * p.ob + ob) * K * p.nr,
-             p.bpack.data() + (g * p.ob + ob) * p.nr, K, std::min<int64_t>(p.nr, Og - ob * p.nr), L,
-             t, limit);
+        tile(yg + ob * NR * L, xp, p, p.wpack.data() + (g * p.ob + ob) * K * NR,
+             p.bpack.data() + (g * p.ob + ob) * NR, K, std::min<int64_t>(NR, Og - ob * NR), L, t,
+             limit);
 }
 
 // ---- Gradient w.r.t. the weight -------------------------------------------------------------

@@ -179,6 +179,13 @@ void run_tile(const KernelInfo<T>& ki, int64_t kc, const T* a, int64_t a_rs, int
   for (int64_t i = 0; i < m; ++i) std::copy(tile + i * ki.nr, tile + i * ki.nr + n, c + i * ldc);
 }
 
+// The epilogue of the tiles at column jr: the bias from that column on.
+template <typename T>
+Epilogue<T> epilogue_at(Epilogue<T> ep, int64_t jr) {
+  if (ep.bias) ep.bias += jr;
+  return ep;
+}
+
 // Loops 3, 2 and 1 for columns j0..j1 of one kc×nc panel of packed B: MC rows of A at a time (in
 // L2, packed), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming
 // past).
@@ -201,20 +208,16 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
         const int64_t m = std::min<int64_t>(mr, mc - ir);
         const bool packed = m < mr;
         const T* ap = packed ? apack : ablk + ir * g.a_rs;
-        for (int64_t jr = j0; jr < j1; jr += nr) {
-          Epilogue<T> e = ep;
-          if (e.bias) e.bias += jr;
+        for (int64_t jr = j0; jr < j1; jr += nr)
           run_tile(pl.ki, kc, ap, packed ? 1 : g.a_rs, packed ? mr : g.a_cs,
                    bpanels + (jr - j0) * kc, C + (ic + ir) * g.c_rs + jr, g.c_rs, m,
-                   std::min<int64_t>(nr, j1 - jr), e);
-        }
+                   std::min<int64_t>(nr, j1 - jr), epilogue_at(ep, jr));
       }
       continue;
     }
     pl.ki.pack(ablk, g.a_rs, g.a_cs, mc, kc, mr, apack);
     for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
-      Epilogue<T> e = ep;
-      if (e.bias) e.bias += jr;
+      const Epilogue<T> e = epilogue_at(ep, jr);
       const T* bp = bpanels + (jr - j0) * kc;
       // The next B micro-panel, fetched towards L2 a slice per tile: a packed B too large for L2
       // lives in L3, and the first tile to read a panel would otherwise wait on it line by line.

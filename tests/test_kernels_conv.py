@@ -111,12 +111,12 @@ def test_conv2d_without_bias(dtype, path):
 
 def test_conv2d_portable_gemm_microkernels(path):
     """The panel path also runs on the GEMM's portable microkernels (a CPU without AVX2)."""
-    _C.gemm_force_portable(True)
+    _C.gemm_use_isa("portable")
     try:
         for case in (CASES[2], CASES[7]):
             check_all(*make(case, np.float32, np.random.default_rng(2)))
     finally:
-        _C.gemm_force_portable(False)
+        _C.gemm_use_isa("auto")
 
 
 @pytest.mark.parametrize("case", [

@@ -52,15 +52,15 @@ def operand(rng, shape, dtype, transposed=False):
     return rng.standard_normal(shape[:-2] + shape[-2:][::-1]).astype(dtype).swapaxes(-1, -2)
 
 
-@pytest.fixture(params=["avx2-fma", "portable"])
+@pytest.fixture(params=["avx512", "avx2-fma", "portable"])
 def isa(request):
-    """Runs the test with the AVX2 microkernels and again with the portable fallback."""
-    if request.param == "avx2-fma" and not _C.cpu_has_avx2_fma():
-        pytest.skip("CPU without AVX2+FMA")
-    _C.gemm_force_portable(request.param == "portable")
+    """Runs the test with each microkernel set this CPU runs."""
+    if request.param not in _C.gemm_isas():
+        pytest.skip(f"CPU without {request.param}")
+    _C.gemm_use_isa(request.param)
     assert _C.gemm_isa() == request.param
     yield request.param
-    _C.gemm_force_portable(False)
+    _C.gemm_use_isa("auto")
 
 
 SHAPES = [  # M, K, N

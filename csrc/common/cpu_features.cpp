@@ -1,6 +1,8 @@
-// CPU feature detection for runtime kernel dispatch: the AVX2 kernels are compiled into every
-// build, but only called on CPUs that report the instructions they use.
+// CPU feature detection for runtime kernel dispatch: the AVX2 and AVX-512 kernels are compiled
+// into every build, but only called on CPUs that report the instructions they use.
 #include "common/cpu_features.h"
+
+#include <unistd.h>
 
 namespace engine {
 
@@ -13,6 +15,28 @@ bool cpu_has_avx2_fma() {
   return has;
 #else
   return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  // NOTE: libgcc reports avx512f only when XGETBV says the OS saves the opmask and zmm state.
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+CacheSizes cpu_cache_sizes() {
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+  static const CacheSizes sizes{sysconf(_SC_LEVEL1_DCACHE_SIZE), sysconf(_SC_LEVEL2_CACHE_SIZE)};
+  return {sizes.l1d > 0 ? sizes.l1d : 0, sizes.l2 > 0 ? sizes.l2 : 0};
+#else
+  return {0, 0};
 #endif
 }
 

@@ -185,8 +185,9 @@ void grad_weight_panels(T* dweight, const T* dy, const T* x, const ConvShape& s)
   const int64_t cblocks = std::min(Cg, want), oblocks = std::min(Og, ceil_div(want, cblocks));
   const int64_t items = G * cblocks * oblocks;
   // NOTE: the reduction over positions is cut into tiles of a width that depends on the shape
-  // alone (never on the blocks), and gemm() sums each tile in a fixed order.
-  const int64_t lt = tile_width<T>(K, L, 256);
+  // alone (never on the blocks), each short enough that gemm() sums it in one K block whatever
+  // the block's M and N.
+  const int64_t lt = tile_width<T>(K, L, kGemmUnsplitK);
   const int nt = team_for(items, double(s.n) * Og * K * L / items);
   run_items(items >= nt ? nt : 1, items, [&](int64_t it, int) {
     const int64_t ob = it % oblocks, cb = it / oblocks % cblocks, g = it / oblocks / cblocks;

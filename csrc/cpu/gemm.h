@@ -2,6 +2,8 @@
 // fused bias + activation epilogue; plus the FMA peak probe that benchmarks divide by.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace engine::cpu {
 
@@ -29,13 +31,19 @@ struct GemmArgs {
 template <typename T>
 void gemm(const GemmArgs<T>& g);
 
+// gemm() sums a K this short in one block whatever M and N are, so a caller that cuts a longer
+// reduction into tiles of at most this many steps gets the same bits however it splits M and N.
+constexpr int64_t kGemmUnsplitK = 128;
+
 // Measured FMA throughput of `threads` threads in GFLOP/s (2 flops per FMA lane), ~0.2 s.
 double fma_peak_gflops(bool f64, int threads);
 
-// "avx2-fma" or "portable": the microkernels gemm() uses now.
-const char* gemm_isa();
-// Force the portable microkernels even on an AVX2 CPU (tests and benchmarks of the fallback).
-void gemm_force_portable(bool on);
+// The microkernel sets, widest first: "avx512", "avx2-fma", "portable". gemm() uses the widest
+// one the CPU runs, or the one gemm_use_isa() chose (to test and time each on one machine).
+std::vector<std::string> gemm_isas();  // those this CPU runs
+const char* gemm_isa();                // the one gemm() uses now
+// Chooses `isa` (one of gemm_isas()), or the widest again for "auto"; throws otherwise.
+void gemm_use_isa(const std::string& isa);
 
 // ---- Internal: the contract between the driver (gemm.cpp) and the microkernels --------------
 namespace detail {
@@ -84,7 +92,7 @@ struct KernelInfo {
   Packer<T> pack;
 };
 
-constexpr int kMaxMR = 8, kMaxNR = 16;  // bound every kernel's tile (edge tiles live on the stack)
+constexpr int kMaxMR = 12, kMaxNR = 32;  // bound every kernel's tile (edge tiles live on the stack)
 
 // Defined in gemm_avx2.cpp; call only when cpu_has_avx2_fma().
 KernelInfo<float> avx2_kernel_f32();
@@ -92,6 +100,11 @@ KernelInfo<double> avx2_kernel_f64();
 Packer<float> avx2_packer_f32();  // gemm_pack_avx2.cpp
 Packer<double> avx2_packer_f64();
 double fma_rate_avx2(bool f64);  // FLOP/s of the calling thread
+
+// Defined in gemm_avx512.cpp; call only when cpu_has_avx512().
+KernelInfo<float> avx512_kernel_f32();
+KernelInfo<double> avx512_kernel_f64();
+double fma_rate_avx512(bool f64);
 
 }  // namespace detail
 }  // namespace engine::cpu

@@ -45,9 +45,11 @@ inline void transpose(__m256d r[4]) {
   r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
-// Stores the first n lanes of v (n is L, or what a 6-wide panel leaves after whole vectors).
+// Stores the first n lanes of v (n is L, or what a 6- or 12-wide panel leaves after whole
+// vectors).
 inline void store_n(float* p, __m256 v, int n) {
   if (n == 8) return _mm256_storeu_ps(p, v);
+  if (n == 4) return _mm_storeu_ps(p, _mm256_castps256_ps128(v));
   if (n == 6) {
     const __m128 hi = _mm256_extractf128_ps(v, 1);
     _mm_storeu_ps(p, _mm256_castps256_ps128(v));
@@ -128,14 +130,17 @@ void pack_full_panels(const T* src, int64_t lane_stride, int64_t k_stride, int64
   }
 }
 
-// The widths the AVX2 microkernels use: MR = 6 rows of A, NR = 2 vectors of B's columns.
+// The widths the microkernels use: MR = 6 (AVX2) or 12 (AVX-512) rows of A, NR = 2 vectors of
+// B's columns of 256 (AVX2) or 512 bits (AVX-512).
 template <typename T>
 void pack_avx2(const T* src, int64_t lane_stride, int64_t k_stride, int64_t lanes, int64_t kc,
                int width, T* out) {
-  constexpr int kNR = 2 * V<T>::kLanes;
+  constexpr int kNR2 = 2 * V<T>::kLanes, kNR512 = 2 * kNR2;
   const int64_t full = lanes / width;
   if (width == 6) pack_full_panels<T, 6>(src, lane_stride, k_stride, full, kc, out);
-  else if (width == kNR) pack_full_panels<T, kNR>(src, lane_stride, k_stride, full, kc, out);
+  else if (width == 12) pack_full_panels<T, 12>(src, lane_stride, k_stride, full, kc, out);
+  else if (width == kNR2) pack_full_panels<T, kNR2>(src, lane_stride, k_stride, full, kc, out);
+  else if (width == kNR512) pack_full_panels<T, kNR512>(src, lane_stride, k_stride, full, kc, out);
   else pack_panels_strided(src, lane_stride, k_stride, full * width, kc, width, out);
   if (lanes % width)  // a partial last panel: zero-filled lanes, element by element
     pack_panels_strided(src + full * width * lane_stride, lane_stride, k_stride, lanes % width, kc,

@@ -11,6 +11,7 @@ struct Vec;
 
 template <>
 struct Vec<float> {
+  using T = float;
   using R = __m256;
   static constexpr int kLanes = 8;
   static R zero() { return _mm256_setzero_ps(); }
@@ -22,10 +23,15 @@ struct Vec<float> {
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
   static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+  static R div(R a, R b) { return _mm256_div_ps(a, b); }
+  // NOTE: min/max return b where either is NaN, so max(zero(), v) passes a NaN v through.
+  static R min(R a, R b) { return _mm256_min_ps(a, b); }
+  static R max(R a, R b) { return _mm256_max_ps(a, b); }
 };
 
 template <>
 struct Vec<double> {
+  using T = double;
   using R = __m256d;
   static constexpr int kLanes = 4;
   static R zero() { return _mm256_setzero_pd(); }
@@ -37,6 +43,9 @@ struct Vec<double> {
   static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
   static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
+  static R div(R a, R b) { return _mm256_div_pd(a, b); }
+  static R min(R a, R b) { return _mm256_min_pd(a, b); }
+  static R max(R a, R b) { return _mm256_max_pd(a, b); }
 };
 
 }  // namespace engine::cpu::avx2

@@ -197,10 +197,12 @@ void bind_gemm(py::module_& m) {
   m.def("fma_peak_gflops", &fma_peak, py::arg("dtype") = "float32", py::arg("threads") = py::none(),
         "Measured FMA throughput in GFLOP/s (2 flops per lane) of `threads` threads (default: "
         "the OpenMP thread count) running independent FMA chains for ~0.2 s.");
-  m.def("gemm_isa", &cpu::gemm_isa,
-        "The microkernels matmul uses now: 'avx2-fma' or 'portable'.");
-  m.def("gemm_force_portable", &cpu::gemm_force_portable, py::arg("on"),
-        "Use the portable microkernels even on an AVX2 CPU (to test and time the fallback).");
+  m.def("gemm_isas", &cpu::gemm_isas,
+        "The microkernel sets this CPU runs, widest first: from 'avx512', 'avx2-fma', 'portable'.");
+  m.def("gemm_isa", &cpu::gemm_isa, "The microkernel set matmul uses now (one of gemm_isas()).");
+  m.def("gemm_use_isa", &cpu::gemm_use_isa, py::arg("isa"),
+        "Makes matmul use `isa` (one of gemm_isas(), to test and time each on one machine), or "
+        "the widest again for 'auto'.");
 }
 
 }  // namespace engine

@@ -1,0 +1,167 @@
+// The SIMD GEMM microkernel, written once over a vector type V (avx2::Vec or avx512::Vec): the
+// MR×(NV vectors) register tile, its epilogue, and the FMA peak probe. Include only from a file
+// compiled for V's instructions (gemm_avx2.cpp, gemm_avx512.cpp).
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <type_traits>
+
+#include "cpu/gemm.h"
+
+namespace engine::cpu::detail::simd {
+
+// NOTE: max(0, v) (not max(v, 0)) returns v when v is NaN, so NaN propagates like np.maximum.
+template <typename V>
+typename V::R relu(typename V::R v) {
+  return V::max(V::zero(), v);
+}
+
+// 0.5·x·(1 + erf(x/√2)). float: erf by the rational minimax fit Eigen and XLA use (a few ulp on
+// [-4, 4], ±1 outside); double is the gradient-check dtype, so it takes the exact std::erf.
+template <typename V>
+typename V::R gelu(typename V::R x) {
+  using R = typename V::R;
+  if constexpr (std::is_same_v<typename V::T, float>) {
+    R z = V::mul(x, V::set1(0.70710678118654752f));
+    z = V::max(V::set1(-4.f), V::min(V::set1(4.f), z));  // NaN passes through
+    const R z2 = V::mul(z, z);
+    R p = V::fma(z2, V::set1(-2.72614225801306e-10f), V::set1(2.77068142495902e-08f));
+    p = V::fma(z2, p, V::set1(-2.10102402082508e-06f));
+    p = V::fma(z2, p, V::set1(-5.69250639462346e-05f));
+    p = V::fma(z2, p, V::set1(-7.34990630326855e-04f));
+    p = V::fma(z2, p, V::set1(-2.95459980854025e-03f));
+    p = V::fma(z2, p, V::set1(-1.60960333262415e-02f));
+    R q = V::fma(z2, V::set1(-1.45660718464996e-05f), V::set1(-2.13374055278905e-04f));
+    q = V::fma(z2, q, V::set1(-1.68282697438203e-03f));
+    q = V::fma(z2, q, V::set1(-7.37332916720468e-03f));
+    q = V::fma(z2, q, V::set1(-1.42647390514189e-02f));
+    const R erf = V::div(V::mul(z, p), q);
+    return V::mul(V::mul(V::set1(0.5f), x), V::add(V::set1(1.f), erf));
+  } else {
+    alignas(64) double v[V::kLanes];
+    V::store(v, x);
+    for (double& e : v) e = 0.5 * e * (1.0 + std::erf(e * 0.70710678118654752));
+    return V::load(v);
+  }
+}
+
+// One MR×(NV vectors) tile (the MicroKernel contract in gemm.h). kPackedA fixes A's strides
+// (1, MR) at compile time so the hot loop addresses A with immediate offsets; otherwise A is read
+// in place through its strides.
+template <typename V, int MR, int NV, bool kPackedA>
+inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
+                 const typename V::T* b, typename V::T* c, int64_t ldc,
+                 const Epilogue<typename V::T>& ep) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int L = V::kLanes, NR = NV * L;
+  if constexpr (kPackedA) a_rs = 1, a_cs = MR;
+  // NOTE: C is fetched twice. At the start, so a tile in L3 or memory is in L2 by the end; and
+  // again kCTail steps before the end: C's rows are often a multiple of 4 KiB apart, so they all
+  // fall in one L1 set, where the A and B lines streaming past evict them long before the K loop
+  // ends.
+  constexpr int64_t kCTail = 24;
+  constexpr int kRowBytes = NR * int(sizeof(T));
+  const auto fetch_c = [&] {  // every line of each row, which need not start on a line
+    for (int i = 0; i < MR; ++i) {
+      const char* row = reinterpret_cast<const char*>(c + i * ldc);
+      for (int o = 0; o < kRowBytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
+      _mm_prefetch(row + kRowBytes - 1, _MM_HINT_T0);
+    }
+  };
+  fetch_c();
+  R acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
+  // NOTE: the K loop is left rolled: unrolled, GCC hoists the next step's loads and spills
+  // accumulators to the stack. Rolled, a step is MR·NV FMAs, NV + MR loads (a broadcast folds
+  // into its FMAs on AVX-512) and 4 integer ops.
+  const auto steps = [&](int64_t count) {
+#pragma GCC unroll 1
+    for (int64_t p = 0; p < count; ++p) {
+      R bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const R ai = V::bcast(a + i * a_rs);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
+      }
+      a += a_cs;
+      b += NR;
+    }
+  };
+  steps(kc - std::min(kc, kCTail));
+  fetch_c();
+  steps(std::min(kc, kCTail));
+  // NOTE: every load of C comes before the first store. C's rows are often a multiple of 4 KiB
+  // apart, and a load after a store to the same address modulo 4 KiB waits for the store
+  // (4K aliasing): interleaved, each load but the first would.
+  const R alpha = V::set1(ep.alpha), beta = V::set1(ep.beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[i][v] = V::mul(alpha, acc[i][v]);
+      if (ep.beta != T(0)) acc[i][v] = V::fma(beta, V::load(c + i * ldc + v * L), acc[i][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      R r = acc[i][v];
+      if (ep.bias) r = V::add(r, V::load(ep.bias + v * L));
+      if (ep.act == Activation::relu) r = relu<V>(r);
+      else if (ep.act == Activation::gelu) r = gelu<V>(r);
+      V::store(c + i * ldc + v * L, r);
+    }
+  }
+}
+
+template <typename V, int MR, int NV>
+void microkernel(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
+                 const typename V::T* b, typename V::T* c, int64_t ldc,
+                 const Epilogue<typename V::T>& ep) {
+  if (a_rs == 1 && a_cs == MR) tile<V, MR, NV, true>(kc, a, a_rs, a_cs, b, c, ldc, ep);
+  else tile<V, MR, NV, false>(kc, a, a_rs, a_cs, b, c, ldc, ep);
+}
+
+// FLOP/s of the calling thread on V's FMA: twelve independent chains, enough to cover a 4-cycle
+// latency on two FMA pipes.
+template <typename V>
+double fma_rate() {
+  using T = typename V::T;
+  using R = typename V::R;
+  using clock = std::chrono::steady_clock;
+  constexpr int kChains = 12, kRounds = 1000;
+  R acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = V::set1(T(i));
+  const R mul = V::set1(T(0.999999)), add = V::set1(T(1e-6));
+  const auto start = clock::now();
+  double seconds = 0;
+  int64_t rounds = 0;
+  do {
+    for (int r = 0; r < kRounds; ++r) {
+#pragma GCC unroll 12
+      for (int i = 0; i < kChains; ++i) acc[i] = V::fma(acc[i], mul, add);
+    }
+    rounds += kRounds;
+    seconds = std::chrono::duration<double>(clock::now() - start).count();
+  } while (seconds < 0.2);
+  R sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = V::add(sum, acc[i]);
+  alignas(64) T out[V::kLanes];
+  V::store(out, sum);
+  volatile T sink = out[0];  // keeps the chains from being optimized away
+  (void)sink;
+  return 2.0 * V::kLanes * kChains * static_cast<double>(rounds) / seconds;
+}
+
+}  // namespace engine::cpu::detail::simd

@@ -1,0 +1,51 @@
+// The 512-bit float/double vector operations of the AVX-512 kernels, with the same names as
+// avx2::Vec (vec_avx2.h) so a kernel template is written once for either width.
+// Include only from files compiled with -mavx512f.
+#pragma once
+#include <immintrin.h>
+
+namespace engine::cpu::avx512 {
+
+template <typename T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using T = float;
+  using R = __m512;
+  static constexpr int kLanes = 16;
+  static R zero() { return _mm512_setzero_ps(); }
+  static R set1(float x) { return _mm512_set1_ps(x); }
+  static R bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  // NOTE: min/max return b where either is NaN, so max(zero(), v) passes a NaN v through.
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+};
+
+template <>
+struct Vec<double> {
+  using T = double;
+  using R = __m512d;
+  static constexpr int kLanes = 8;
+  static R zero() { return _mm512_setzero_pd(); }
+  static R set1(double x) { return _mm512_set1_pd(x); }
+  static R bcast(const double* p) { return _mm512_set1_pd(*p); }
+  static R load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
+  static R div(R a, R b) { return _mm512_div_pd(a, b); }
+  static R min(R a, R b) { return _mm512_min_pd(a, b); }
+  static R max(R a, R b) { return _mm512_max_pd(a, b); }
+};
+
+}  // namespace engine::cpu::avx512

@@ -400,6 +400,7 @@ NATIVE = [
     Raises("C-fma_peak-threads", "_C.fma_peak_gflops('float32', threads=0)", ValueError, r"fma_peak_gflops: threads must be >= 1, got 0"),
     Raises("C-gemm_use_isa-name", "_C.gemm_use_isa('avx9')", ValueError, r"gemm_use_isa: isa must be 'auto' or one this CPU runs \('.*portable'\), got 'avx9'"),
     Raises("C-gemm_use_isa-type", "_C.gemm_use_isa(3)", TypeError, r"incompatible function arguments"),
+    Raises("C-conv2d_use_path-name", "_C.conv2d_use_path('fast')", ValueError, r"conv2d_use_path: path must be 'auto' or one this CPU runs \('.*gemm-panels'\), got 'fast'"),
     Raises("fused-softmax-dtype", "_fused.softmax_forward(f32(2, 3), f64(2, 3))", ValueError, r"Buffer dtype mismatch, expected 'const float' but got 'double'"),
     Raises("fused-softmax-int", "_fused.softmax_forward(f64(2, 3), np.zeros((2, 3), np.int64))", ValueError, r"Buffer dtype mismatch"),
     Raises("fused-softmax-strided", "_fused.softmax_forward(f64(2, 3), f64(3, 2).T)", ValueError, r"ndarray is not C-contiguous"),

@@ -85,15 +85,15 @@ def check_all(x, wt, b, dy, args):
                      n * oh * ow, dtype)
 
 
-@pytest.fixture(params=["avx2-direct", "gemm-panels"])
+@pytest.fixture(params=["avx512-direct", "avx2-direct", "gemm-panels"])
 def path(request):
-    """Runs the test on the direct AVX2 kernels and again on the portable GEMM-panel path."""
-    if request.param == "avx2-direct" and not _C.cpu_has_avx2_fma():
-        pytest.skip("CPU without AVX2+FMA")
-    _C.conv2d_force_portable(request.param == "gemm-panels")
+    """Runs the test on each direct kernel set this CPU runs and on the GEMM-panel path."""
+    if request.param not in _C.conv2d_paths():
+        pytest.skip(f"CPU without {request.param.split('-')[0]}")
+    _C.conv2d_use_path(request.param)
     assert _C.conv2d_path() == request.param
     yield request.param
-    _C.conv2d_force_portable(False)
+    _C.conv2d_use_path("auto")
 
 
 # ---- conv2d values -------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 // conv2d forward and gradients as implicit GEMM over tiles of output positions: for one image
 // and a tile of positions, the needed input windows are packed into a small (taps × tile) column
 // panel in per-thread memory and multiplied with the GEMM; nothing the size of the batch's
-// im2col is ever built. Stride-1 convolutions on an AVX2 CPU take the direct kernels of
-// conv2d_avx2.cpp instead.
+// im2col is ever built. Stride-1 convolutions on an AVX2 or AVX-512 CPU take the direct kernels
+// of conv2d_direct.h instead.
 #include "cpu/conv2d.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "common/cpu_features.h"
@@ -20,9 +22,30 @@ namespace {
 
 thread_local Workspace t_panel;
 
-std::atomic<bool> g_force_portable{false};
+enum class Path { panels, avx2, avx512 };
+constexpr const char* kPathNames[] = {"gemm-panels", "avx2-direct", "avx512-direct"};
 
-bool use_direct() { return !g_force_portable.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+Path widest_path() {
+  return cpu_has_avx512() ? Path::avx512 : cpu_has_avx2_fma() ? Path::avx2 : Path::panels;
+}
+
+std::atomic<Path> g_path{widest_path()};
+
+Path path() { return g_path.load(std::memory_order_relaxed); }
+bool use_direct() { return path() != Path::panels; }
+
+// The direct kernels of the path in use (use_direct() must hold).
+template <typename T>
+void forward_direct(T* y, const T* x, const T* weight, const T* bias, const ConvShape& s) {
+  if (path() == Path::avx512) detail::conv2d_forward_direct_avx512(y, x, weight, bias, s);
+  else detail::conv2d_forward_direct_avx2(y, x, weight, bias, s);
+}
+
+template <typename T>
+void grad_weight_direct(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  if (path() == Path::avx512) detail::conv2d_grad_weight_direct_avx512(dweight, dy, x, s);
+  else detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
+}
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -223,7 +246,7 @@ template <typename T>
 void conv2d_forward(T* y, const T* x, const T* weight, const T* bias, const ConvShape& s) {
   if (s.n == 0 || s.o == 0 || s.plane() == 0) return;
   if (s.sh == 1 && s.sw == 1 && use_direct())
-    return detail::conv2d_forward_direct_avx2(y, x, weight, bias, s);
+    return forward_direct(y, x, weight, bias, s);
   forward_panels(y, x, weight, bias, s);
 }
 
@@ -244,7 +267,7 @@ void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s) 
                 weight[((g * Og + o) * Cg + c) * khw + khw - 1 - k];
     ConvShape t{s.n, s.o, s.oh, s.ow, s.c, s.kh, s.kw, s.h, s.w, 1, 1,
                 s.dh * (s.kh - 1) - s.ph, s.dw * (s.kw - 1) - s.pw, s.dh, s.dw, s.groups};
-    return detail::conv2d_forward_direct_avx2(dx, dy, flipped.data(), static_cast<const T*>(nullptr), t);
+    return forward_direct(dx, dy, flipped.data(), static_cast<const T*>(nullptr), t);
   }
   grad_input_panels(dx, dy, weight, s);
 }
@@ -252,7 +275,7 @@ void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s) 
 template <typename T>
 void conv2d_grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
   if (s.sh == 1 && s.sw == 1 && use_direct() && s.plane() > 0)
-    return detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
+    return grad_weight_direct(dweight, dy, x, s);
   grad_weight_panels(dweight, dy, x, s);
 }
 
@@ -263,8 +286,22 @@ template void conv2d_grad_input<double>(double*, const double*, const double*, c
 template void conv2d_grad_weight<float>(float*, const float*, const float*, const ConvShape&);
 template void conv2d_grad_weight<double>(double*, const double*, const double*, const ConvShape&);
 
-void conv2d_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+std::vector<std::string> conv2d_paths() {
+  std::vector<std::string> names;
+  for (int i = static_cast<int>(widest_path()); i >= 0; --i) names.emplace_back(kPathNames[i]);
+  return names;
+}
 
-const char* conv2d_path() { return use_direct() ? "avx2-direct" : "gemm-panels"; }
+const char* conv2d_path() { return kPathNames[static_cast<int>(path())]; }
+
+void conv2d_use_path(const std::string& name) {
+  if (name == "auto") return g_path.store(widest_path(), std::memory_order_relaxed);
+  for (int i = 0; i <= static_cast<int>(widest_path()); ++i)
+    if (name == kPathNames[i]) return g_path.store(static_cast<Path>(i), std::memory_order_relaxed);
+  std::string known;
+  for (const std::string& n : conv2d_paths()) known += (known.empty() ? "'" : ", '") + n + "'";
+  throw std::invalid_argument("conv2d_use_path: path must be 'auto' or one this CPU runs (" +
+                              known + "), got '" + name + "'");
+}
 
 }  // namespace engine::cpu

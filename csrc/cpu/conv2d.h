@@ -2,6 +2,8 @@
 // weight, with stride, zero padding, dilation and groups; no whole-batch im2col buffer.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace engine::cpu {
 
@@ -44,19 +46,28 @@ void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s);
 template <typename T>
 void conv2d_grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s);
 
-// Force the portable (im2col panel + GEMM) path even where the AVX2 direct kernels apply
-// (tests hold one against the other).
-void conv2d_force_portable(bool on);
-// "avx2-direct" or "gemm-panels": the path stride-1 convolutions take now.
-const char* conv2d_path();
+// The paths of stride-1 convolutions, widest first: "avx512-direct", "avx2-direct" (the direct
+// kernels of conv2d_direct.h) and "gemm-panels" (im2col panels + GEMM, which every other stride
+// takes). The widest the CPU runs is used, or the one conv2d_use_path() chose (tests hold one
+// against another).
+std::vector<std::string> conv2d_paths();  // those this CPU runs
+const char* conv2d_path();                // the one in use
+// Chooses `path` (one of conv2d_paths()), or the widest again for "auto"; throws otherwise.
+void conv2d_use_path(const std::string& path);
 
 namespace detail {
-// The AVX2+FMA direct kernels (conv2d_avx2.cpp): stride 1, any padding, dilation and groups.
-// Call only when cpu_has_avx2_fma(). bias may be nullptr.
+// The direct kernels (conv2d_direct.h): stride 1, any padding, dilation and groups; bias may be
+// nullptr. The avx2 ones (conv2d_avx2.cpp) need cpu_has_avx2_fma(), the avx512 ones
+// (conv2d_avx512.cpp) cpu_has_avx512().
 template <typename T>
 void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
                                 const ConvShape& s);
 template <typename T>
 void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s);
+template <typename T>
+void conv2d_forward_direct_avx512(T* y, const T* x, const T* weight, const T* bias,
+                                  const ConvShape& s);
+template <typename T>
+void conv2d_grad_weight_direct_avx512(T* dweight, const T* dy, const T* x, const ConvShape& s);
 }  // namespace detail
 }  // namespace engine::cpu

@@ -1,349 +1,52 @@
-// Direct AVX2+FMA conv2d for stride 1 (any padding, dilation and groups), forward and weight
-// gradient (the input gradient is a forward convolution of dy, see conv2d.cpp): no column panel.
-// The image is copied once into a zero-padded plane of width Wp = W + 2·pw; an output position
-// (oh, ow) then sits at the "extended" position e = oh·Wp + ow, and tap (c, i, j) reads the padded
-// image at e + off[c, i, j] with off = c·Hp·Wp + i·dh·Wp + j·dw. The forward is then a GEMM whose
-// A operand (positions × taps) is read straight from the padded image through that offset table:
-// its register tile broadcasts the input at kFP output positions and multiplies two vectors of
-// output channels' weights, like the GEMM microkernel, so no load straddles a cache line and the
-// weights stream in order.
+// The direct conv2d (conv2d_direct.h) for AVX2+FMA: 6 output positions × 16 (fp32) or 8 (fp64)
+// output channels per tile, 12 accumulators of the 16 ymm registers. Compiled with -mavx2 -mfma;
+// conv2d.cpp calls into it only when the CPU reports both.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstring>
-#include <vector>
-
-#include "common/workspace.h"
-#include "cpu/conv2d.h"
+#include "cpu/conv2d_direct.h"
 #include "cpu/vec_avx2.h"
-#include "cpu/parallel_items.h"
 
 namespace engine::cpu::detail {
 namespace {
 
-template <typename T>
-using Vec = avx2::Vec<T>;
+struct Avx2 {
+  template <typename T>
+  using Vec = avx2::Vec<T>;
+  static constexpr int kFP = 6, kGO = 4, kGK = 3;
 
-// The forward register tile: kFP output positions × kFV vectors (kFNR lanes) of output channels;
-// 12 accumulators, kFV weight vectors and one broadcast input fit the 16 ymm registers.
-constexpr int kFP = 6, kFV = 2;
-template <typename T>
-constexpr int kFNR = kFV * Vec<T>::kLanes;
-
-template <typename T>
-struct Plan {
-  int64_t hp, wp, image;     // padded plane, and its size with the zero slack after it
-  std::vector<int64_t> off;  // K tap offsets into the padded image of one group
-  // The forward's: channel blocks of kFNR, tiles of kFP output positions.
-  int64_t ob = 0, tiles = 0;
-  std::vector<T> wpack;      // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
-  std::vector<T> bpack;      // [g][ob][kFNR]: bias, 0 past Og (or all 0)
-  std::vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
+  // Rows r[0..5] of a 6×8 block (rows 6 and 7 taken as zero) transposed: ch[c] lane i = r[i]
+  // lane c; lanes 6 and 7 are zero.
+  static void transpose(const __m256 (&r)[kFP], __m256 (&ch)[8]) {
+    const __m256 z = _mm256_setzero_ps();
+    const __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    const __m256 b4 = _mm256_shuffle_ps(a4, z, 0x44), b5 = _mm256_shuffle_ps(a4, z, 0xEE);
+    const __m256 b6 = _mm256_shuffle_ps(a5, z, 0x44), b7 = _mm256_shuffle_ps(a5, z, 0xEE);
+    ch[0] = _mm256_permute2f128_ps(b0, b4, 0x20);
+    ch[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+    ch[2] = _mm256_permute2f128_ps(b2, b6, 0x20);
+    ch[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+    ch[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
+    ch[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    ch[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
+    ch[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+  }
 };
-
-// The geometry of the padded image; with a weight (the forward) also the packed weights and the
-// extended position of every output.
-template <typename T>
-Plan<T> make_plan(const T* weight, const T* bias, const ConvShape& s) {
-  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
-  Plan<T> p;
-  p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw;
-  // The weight gradient reads runs of NL positions up to NL − 1 past the last output: zero slack.
-  const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
-  const int64_t extended = (s.oh - 1) * p.wp + s.ow;
-  p.image = std::max(Cg * p.hp * p.wp, last_tap + extended + Vec<T>::kLanes);
-  p.off.resize(size_t(K));
-  for (int64_t c = 0, k = 0; c < Cg; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
-  if (!weight) return p;
-  constexpr int NR = kFNR<T>;
-  p.ob = (Og + NR - 1) / NR;
-  p.tiles = (L + kFP - 1) / kFP;
-  p.wpack.assign(size_t(G * p.ob * K * NR), T(0));
-  p.bpack.assign(size_t(G * p.ob * NR), T(0));
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t o = 0; o < Og; ++o) {
-      T* dst = p.wpack.data() + (g * p.ob + o / NR) * K * NR + o % NR;
-      const T* src = weight + (g * Og + o) * K;
-      for (int64_t k = 0; k < K; ++k) dst[k * NR] = src[k];
-      if (bias) p.bpack[size_t((g * p.ob + o / NR) * NR + o % NR)] = bias[g * Og + o];
-    }
-  // Positions past L (the last tile's) repeat the last output's, so they read inside the image.
-  p.epos.resize(size_t(p.tiles * kFP));
-  for (int64_t q = 0; q < p.tiles * kFP; ++q) {
-    const int64_t out = std::min(q, L - 1);
-    p.epos[size_t(q)] = out / s.ow * p.wp + out % s.ow;
-  }
-  return p;
-}
-
-// The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack.
-template <typename T>
-void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
-  const int64_t Cg = s.cg();
-  T* out = xp;
-  for (int64_t c = 0; c < Cg; ++c) {
-    std::fill(out, out + s.ph * p.wp, T(0));
-    out += s.ph * p.wp;
-    for (int64_t h = 0; h < s.h; ++h, out += p.wp) {
-      std::fill(out, out + s.pw, T(0));
-      std::memcpy(out + s.pw, x + (c * s.h + h) * s.w, sizeof(T) * s.w);
-      std::fill(out + s.pw + s.w, out + p.wp, T(0));
-    }
-    std::fill(out, out + s.ph * p.wp, T(0));
-    out += s.ph * p.wp;
-  }
-  std::fill(out, xp + p.image, T(0));
-}
-
-// Rows r0..r5 of a 6×8 block (r6, r7 taken as zero) transposed: ch[c] lane i = r_i[c]; lanes
-// 6 and 7 are zero.
-inline void transpose_6x8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
-                          __m256 ch[8]) {
-  const __m256 z = _mm256_setzero_ps();
-  const __m256 a0 = _mm256_unpacklo_ps(r0, r1), a1 = _mm256_unpackhi_ps(r0, r1);
-  const __m256 a2 = _mm256_unpacklo_ps(r2, r3), a3 = _mm256_unpackhi_ps(r2, r3);
-  const __m256 a4 = _mm256_unpacklo_ps(r4, r5), a5 = _mm256_unpackhi_ps(r4, r5);
-  const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
-  const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
-  const __m256 b4 = _mm256_shuffle_ps(a4, z, 0x44), b5 = _mm256_shuffle_ps(a4, z, 0xEE);
-  const __m256 b6 = _mm256_shuffle_ps(a5, z, 0x44), b7 = _mm256_shuffle_ps(a5, z, 0xEE);
-  ch[0] = _mm256_permute2f128_ps(b0, b4, 0x20);
-  ch[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
-  ch[2] = _mm256_permute2f128_ps(b2, b6, 0x20);
-  ch[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
-  ch[4] = _mm256_permute2f128_ps(b0, b4, 0x31);
-  ch[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
-  ch[6] = _mm256_permute2f128_ps(b2, b6, 0x31);
-  ch[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
-}
-
-// One tile: outputs [t·kFP, t·kFP + kFP) ∩ [0, L) of channels ob·kFNR.. (`rows` of them) of the
-// group. acc[i][v] = bias + Σ_k xpad[epos_i + off[k]]·wpack[k][v·NL ..].
-template <typename T>
-inline void tile(T* yg, const T* xp, const Plan<T>& p, const T* w, const T* b, int64_t K,
-                 int64_t rows, int64_t L, int64_t t, int64_t limit) {
-  using V = Vec<T>;
-  using R = typename V::R;
-  constexpr int NL = V::kLanes, NR = kFNR<T>;
-  const int64_t* e = p.epos.data() + t * kFP;
-  const T* x0 = xp + e[0];
-  int64_t rel[kFP];  // the positions' distances from the first (kFP − 1 within one output row)
-#pragma GCC unroll 6
-  for (int i = 0; i < kFP; ++i) rel[i] = e[i] - e[0];
-  R acc[kFP][kFV];
-#pragma GCC unroll 6
-  for (int i = 0; i < kFP; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < kFV; ++v) acc[i][v] = V::load(b + v * NL);
-  const int64_t* off = p.off.data();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; ++k, w += NR) {
-    const T* xk = x0 + off[k];
-    const R w0 = V::load(w), w1 = V::load(w + NL);
-#pragma GCC unroll 6
-    for (int i = 0; i < kFP; ++i) {
-      const R xi = V::bcast(xk + rel[i]);
-      acc[i][0] = V::fma(xi, w0, acc[i][0]);
-      acc[i][1] = V::fma(xi, w1, acc[i][1]);
-    }
-  }
-  // NOTE: every loop touching acc is unrolled so its indices are constants; a runtime index
-  // would make the compiler keep acc in memory and store it on every step of the K loop.
-  // Each channel's outputs of the tile are consecutive in its plane.
-  const int64_t p0 = t * kFP;
-  if constexpr (sizeof(T) == 4) {
-    if (rows == NR && p0 + NL <= limit) {
-      // Transposed to a vector of positions per channel and stored whole: its lanes past kFP
-      // spill onto the next tile's outputs, which this thread writes later (limit).
-#pragma GCC unroll 2
-      for (int v = 0; v < kFV; ++v) {
-        __m256 ch[8];
-        transpose_6x8(acc[0][v], acc[1][v], acc[2][v], acc[3][v], acc[4][v], acc[5][v], ch);
-#pragma GCC unroll 8
-        for (int c = 0; c < 8; ++c) V::store(yg + (v * NL + c) * L + p0, ch[c]);
-      }
-      return;
-    }
-  }
-  alignas(32) T out[kFP][NR];
-#pragma GCC unroll 6
-  for (int i = 0; i < kFP; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < kFV; ++v) V::store(out[i] + v * NL, acc[i][v]);
-  const int64_t count = std::min<int64_t>(kFP, L - p0);
-  for (int64_t r = 0; r < rows; ++r) {
-    T* dst = yg + r * L + p0;
-    for (int64_t i = 0; i < count; ++i) dst[i] = out[i][r];
-  }
-}
-
-// Tiles [t0, t1) of one image-group, every output channel of the group. Tiles go in chunks whose
-// input rows stay in L2 while every channel block passes over them; a block's weights stream in
-// order from L2 once per tile.
-template <typename T>
-void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
-           int64_t t1) {
-  const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
-  // ~64 KiB of input per chunk: Cg channels × (chunk / OW + KH·dh) rows of Wp values.
-  const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 10) / int64_t(sizeof(T)) /
-                                                 std::max<int64_t>(1, s.cg() * p.wp));
-  const int64_t chunk = std::max<int64_t>(1, std::max<int64_t>(rows - s.kh * s.dh, 1) * s.ow / kFP);
-  constexpr int NR = kFNR<T>;
-  for (int64_t c0 = t0; c0 < t1; c0 += chunk)
-    for (int64_t ob = 0; ob < p.ob; ++ob)
-      for (int64_t t = c0; t < std::min(t1, c0 + chunk); ++t)
-        tile(yg + ob * NR * L, xp, p, p.wpack.data() + (g * p.ob + ob) * K * NR,
-             p.bpack.data() + (g * p.ob + ob) * NR, K, std::min<int64_t>(NR, Og - ob * NR), L, t,
-             limit);
-}
-
-// ---- Gradient w.r.t. the weight -------------------------------------------------------------
-// dweight[o, k] = Σ_n Σ_e dyx[n, o, e]·xpad[n, off[k] + e]: dy laid out on the extended positions
-// (zero on the Wp − OW columns past each row, so those positions add nothing) against the same
-// shifted views of the padded image the forward reads. A register tile holds kGO output channels ×
-// kGK taps of NL-lane partial sums over a run of positions, folded into dweight at the end of the
-// run in a fixed order; so every element's sum depends on the shape alone, not on the threads.
-constexpr int kGO = 4, kGK = 3;
-
-template <typename T>
-T hsum(typename Vec<T>::R v);
-template <>
-float hsum<float>(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-template <>
-double hsum<double>(__m256d v) {
-  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
-
-// dy of one image-group on the extended positions: (Og, E) with E a multiple of NL.
-template <typename T>
-void extend_dy(T* dyx, const T* dy, const ConvShape& s, int64_t wp, int64_t e_len) {
-  for (int64_t o = 0; o < s.og(); ++o) {
-    T* row = dyx + o * e_len;
-    for (int64_t oh = 0; oh < s.oh; ++oh) {
-      std::memcpy(row + oh * wp, dy + (o * s.oh + oh) * s.ow, sizeof(T) * s.ow);
-      if (oh + 1 < s.oh) std::fill(row + oh * wp + s.ow, row + (oh + 1) * wp, T(0));
-    }
-    std::fill(row + (s.oh - 1) * wp + s.ow, row + e_len, T(0));
-  }
-}
-
-// dweight rows [o0, o0 + kGO) (rows ≥ orows are skipped) × taps [k0, k0 + kGK) (≥ krows skipped)
-// += Σ over positions [e0, e1) of one image.
-template <typename T>
-inline void weight_tile(T* dw, int64_t ldw, const T* dyx, int64_t e_len, const T* xp,
-                        const int64_t* off, int64_t orows, int64_t krows, int64_t e0, int64_t e1) {
-  using V = Vec<T>;
-  using R = typename V::R;
-  constexpr int NL = V::kLanes;
-  R acc[kGO][kGK];
-#pragma GCC unroll 4
-  for (int a = 0; a < kGO; ++a)
-#pragma GCC unroll 3
-    for (int b = 0; b < kGK; ++b) acc[a][b] = V::zero();
-  const T* xk[kGK];
-  const T* dyo[kGO];
-#pragma GCC unroll 3
-  for (int b = 0; b < kGK; ++b) xk[b] = xp + off[std::min<int64_t>(b, krows - 1)];
-#pragma GCC unroll 4
-  for (int a = 0; a < kGO; ++a) dyo[a] = dyx + std::min<int64_t>(a, orows - 1) * e_len;
-  for (int64_t e = e0; e < e1; e += NL) {
-    R xv[kGK];
-#pragma GCC unroll 3
-    for (int b = 0; b < kGK; ++b) xv[b] = V::load(xk[b] + e);
-#pragma GCC unroll 4
-    for (int a = 0; a < kGO; ++a) {
-      const R d = V::load(dyo[a] + e);
-#pragma GCC unroll 3
-      for (int b = 0; b < kGK; ++b) acc[a][b] = V::fma(d, xv[b], acc[a][b]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int a = 0; a < kGO; ++a)
-#pragma GCC unroll 3
-    for (int b = 0; b < kGK; ++b)
-      if (a < orows && b < krows) dw[a * ldw + b] += hsum<T>(acc[a][b]);
-}
-
-thread_local Workspace t_image, t_dy;
 
 }  // namespace
 
 template <typename T>
-void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  constexpr int NL = Vec<T>::kLanes;
-  const Plan<T> p = make_plan<T>(nullptr, nullptr, s);
-  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
-  std::fill(dweight, dweight + s.o * K, T(0));
-  if (s.n == 0 || K == 0 || Og == 0) return;
-  const int64_t e_len = ((s.oh - 1) * p.wp + s.ow + NL - 1) / NL * NL;
-  const int64_t oblocks = (Og + kGO - 1) / kGO, kblocks = (K + kGK - 1) / kGK;
-  // Owners of disjoint blocks of dweight: split the taps when there are enough, else the output
-  // channels. The split is by the machine's thread count but changes no result bit.
-  const int64_t want = std::max<int64_t>(1, (max_threads() + G - 1) / G);
-  const int64_t ksplit = kblocks >= 2 * want ? want : 1;
-  const int64_t osplit = ksplit > 1 ? 1 : std::min(oblocks, want);
-  const int64_t items = G * ksplit * osplit;
-  // Positions per run: the input rows a run reads (Cg channels × its rows) stay in L2 while the
-  // channel and tap blocks pass over them.
-  const int64_t run = std::max<int64_t>(NL, ((int64_t{128} << 10) / int64_t(sizeof(T)) /
-                                             std::max<int64_t>(1, Cg) - s.kh * s.dh * p.wp) / NL * NL);
-  const int nt = team_for(items, double(s.n) * Og * K * L / items);
-  run_items(nt, items, [&](int64_t it, int) {
-    const int64_t os = it % osplit, ks = it / osplit % ksplit, g = it / osplit / ksplit;
-    const int64_t ob0 = oblocks * os / osplit, ob1 = oblocks * (os + 1) / osplit;
-    const int64_t kb0 = kblocks * ks / ksplit, kb1 = kblocks * (ks + 1) / ksplit;
-    T* xp = t_image.get<T>(size_t(p.image));
-    T* dyx = t_dy.get<T>(size_t(Og * e_len));
-    T* dwg = dweight + g * Og * K;
-    for (int64_t n = 0; n < s.n; ++n) {
-      pad_image(xp, x + (n * s.c + g * Cg) * s.h * s.w, s, p);
-      extend_dy(dyx, dy + (n * s.o + g * Og) * L, s, p.wp, e_len);
-      for (int64_t e0 = 0; e0 < e_len; e0 += run) {
-        const int64_t e1 = std::min(e_len, e0 + run);
-        for (int64_t ob = ob0; ob < ob1; ++ob)
-          for (int64_t kb = kb0; kb < kb1; ++kb)
-            weight_tile(dwg + ob * kGO * K + kb * kGK, K, dyx + ob * kGO * e_len, e_len, xp,
-                        p.off.data() + kb * kGK, std::min<int64_t>(kGO, Og - ob * kGO),
-                        std::min<int64_t>(kGK, K - kb * kGK), e0, e1);
-      }
-    }
-  });
+void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
+                                const ConvShape& s) {
+  DirectConv<Avx2>::forward(y, x, weight, bias, s);
 }
 
 template <typename T>
-void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
-                                const ConvShape& s) {
-  const Plan<T> p = make_plan(weight, bias, s);
-  const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), L = s.plane(), ng = s.n * G;
-  const double tile_macs = double(Og) * s.taps() * kFP;
-  const int nt = team_for(ng * p.tiles, tile_macs);
-  auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
-  auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };
-  if (ng >= nt) {  // whole image-groups per thread
-    run_items(nt, ng, [&](int64_t it, int) {
-      T* xp = t_image.get<T>(size_t(p.image));
-      pad_image(xp, image(it), s, p);
-      tiles(out(it), xp, p, s, it % G, 0, p.tiles);
-    });
-    return;
-  }
-  // Fewer image-groups than threads: the team shares the tiles of each one.
-  T* xp = t_image.get<T>(size_t(p.image));
-  for (int64_t it = 0; it < ng; ++it) {
-    pad_image(xp, image(it), s, p);
-    const int64_t chunk = std::max<int64_t>(1, p.tiles / (4 * nt));
-    const int64_t chunks = (p.tiles + chunk - 1) / chunk;
-    run_items(std::min<int64_t>(nt, chunks), chunks, [&](int64_t c, int) {
-      tiles(out(it), xp, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
-    });
-  }
+void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  DirectConv<Avx2>::grad_weight(dweight, dy, x, s);
 }
 
 template void conv2d_forward_direct_avx2<float>(float*, const float*, const float*, const float*,

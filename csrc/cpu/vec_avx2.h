@@ -27,6 +27,11 @@ struct Vec<float> {
   // NOTE: min/max return b where either is NaN, so max(zero(), v) passes a NaN v through.
   static R min(R a, R b) { return _mm256_min_ps(a, b); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static float hsum(R v) {  // (lanes 0+4, 1+5, 2+6, 3+7) paired, then those four
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
 };
 
 template <>
@@ -46,6 +51,10 @@ struct Vec<double> {
   static R div(R a, R b) { return _mm256_div_pd(a, b); }
   static R min(R a, R b) { return _mm256_min_pd(a, b); }
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
+  static double hsum(R v) {
+    const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
 };
 
 }  // namespace engine::cpu::avx2

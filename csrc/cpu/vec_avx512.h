@@ -27,6 +27,7 @@ struct Vec<float> {
   // NOTE: min/max return b where either is NaN, so max(zero(), v) passes a NaN v through.
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static float hsum(R v) { return _mm512_reduce_add_ps(v); }
 };
 
 template <>
@@ -46,6 +47,7 @@ struct Vec<double> {
   static R div(R a, R b) { return _mm512_div_pd(a, b); }
   static R min(R a, R b) { return _mm512_min_pd(a, b); }
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  static double hsum(R v) { return _mm512_reduce_add_pd(v); }
 };
 
 }  // namespace engine::cpu::avx512

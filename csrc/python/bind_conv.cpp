@@ -296,10 +296,13 @@ void bind_conv(py::module_& m) {
         py::arg("groups") = 1,
         "dweight of weight_shape (O, C/groups, KH, KW) for conv2d_forward, from dy and x; "
         "bitwise the same for every thread count.");
-  m.def("conv2d_force_portable", &cpu::conv2d_force_portable, py::arg("on"),
-        "Use the portable GEMM-panel path even where the AVX2 direct kernels apply (tests).");
-  m.def("conv2d_path", &cpu::conv2d_path,
-        "The path stride-1 conv2d takes now: 'avx2-direct' or 'gemm-panels'.");
+  m.def("conv2d_paths", &cpu::conv2d_paths,
+        "The paths stride-1 conv2d can take on this CPU, widest first: from 'avx512-direct', "
+        "'avx2-direct', 'gemm-panels' (every other stride takes 'gemm-panels').");
+  m.def("conv2d_path", &cpu::conv2d_path, "The path stride-1 conv2d takes now.");
+  m.def("conv2d_use_path", &cpu::conv2d_use_path, py::arg("path"),
+        "Makes stride-1 conv2d take `path` (one of conv2d_paths(); tests hold one against "
+        "another), or the widest again for 'auto'.");
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("kernel"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation") = Pair{1, 1},
         "(y, indices) of max pooling x (N, C, H, W) with -inf padding; indices (int64) hold h*W + w "

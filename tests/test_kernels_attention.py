@@ -70,15 +70,15 @@ def assert_attention_close(got, want, q, k, v):
         assert np.all(err <= bound), f"{name}: max error {err.max()} > {bound}"
 
 
-@pytest.fixture(params=["avx2-fma", "portable"])
+@pytest.fixture(params=["avx512", "avx2-fma", "portable"])
 def isa(request):
-    """Runs the test with the AVX2 kernels and again with the portable fallback."""
-    if request.param == "avx2-fma" and not _C.cpu_has_avx2_fma():
-        pytest.skip("CPU without AVX2+FMA")
-    _C.attention_force_portable(request.param == "portable")
+    """Runs the test with each kernel set this CPU runs."""
+    if request.param not in _C.attention_isas():
+        pytest.skip(f"CPU without {request.param}")
+    _C.attention_use_isa(request.param)
     assert _C.attention_isa() == request.param
     yield request.param
-    _C.attention_force_portable(False)
+    _C.attention_use_isa("auto")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

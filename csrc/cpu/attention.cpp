@@ -1,7 +1,7 @@
 // CPU attention driver, flash style: for each (batch, head, block of queries) the keys and values
 // are walked in blocks with the online softmax, so only a score block per thread ever exists; the
 // backward recomputes each block's probabilities from the saved log-sum-exp. Block products run
-// on an MR×NR register tile (attention_avx2.cpp, or the portable one below).
+// on an MR×NR register tile (attention_avx512.cpp, attention_avx2.cpp, or the portable one below).
 //
 // Layout of a score block: keys are rows and queries columns (Sᵀ, ld = kBlockQ), so per-query
 // quantities (running max, sum, lse, rowsum(dO∘O)) are vectors along a row, and the products
@@ -10,14 +10,13 @@
 #include "cpu/attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
 
-#include "common/cpu_features.h"
+#include "common/isa_choice.h"
 #include "common/parallel.h"
 #include "common/workspace.h"
 
@@ -30,15 +29,15 @@ constexpr int MR = detail::kAttnMR;
 // ---- Blocking ------------------------------------------------------------------------------
 // NOTE: sized for AMD Zen 3 (32 KiB L1d, 512 KiB L2 per core) at D = Dv = 64 in float32:
 //  kBlockQ = 96 queries: the Qᵀ block (D×96, 24 KiB) and the output accumulator (96×Dv, 24 KiB)
-//      stay in L2 while all key blocks pass; a multiple of MR and of both NR (16 fp32, 8 fp64), so
-//      no tile straddles a block edge.
+//      stay in L2 while all key blocks pass; a multiple of MR and of every NR (up to 32 fp32, 16
+//      fp64), so no tile straddles a block edge.
 //  kBlockK = 96 keys: the reduction length of the P·V tiles, long enough that their epilogue
 //      (reading and writing the 6×16 accumulator) costs a few percent; the score block (96×96,
 //      36 KiB) lives between L1 and L2, while the tiles that fill it keep their 16-query panel
 //      of Qᵀ (4 KiB) in L1 and stream K past it. A multiple of MR.
 constexpr int64_t kBlockQ = 96, kBlockK = 96;
-static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnNR<float> == 0 &&
-                  kBlockQ % detail::kAttnNR<double> == 0 && kBlockK % MR == 0,
+static_assert(kBlockQ % MR == 0 && kBlockQ % detail::kAttnMaxNR<float> == 0 &&
+                  kBlockQ % detail::kAttnMaxNR<double> == 0 && kBlockK % MR == 0,
               "blocks hold whole tiles");
 
 // Below this many scores (B·H·Tq·Tk) one thread does everything: waking a team costs a few
@@ -113,21 +112,24 @@ void dscores_block_portable(const T* p, T* ds, int64_t ld, int64_t rows, int64_t
 
 template <typename T>
 AttentionKernels<T> portable_kernels() {
-  return {&tile_portable<T>, &exp_block_portable<T>, &softmax_block_portable<T>,
-          &dscores_block_portable<T>};
+  return {detail::kAttnNR<T>, &tile_portable<T>, &exp_block_portable<T>,
+          &softmax_block_portable<T>, &dscores_block_portable<T>};
 }
 
-std::atomic<bool> g_force_portable{false};
-
-bool use_avx2() { return !g_force_portable.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+IsaChoice g_isa("attention_use_isa", {"portable", "avx2-fma", "avx512"});
 
 template <typename T>
 AttentionKernels<T> select_kernels() {
-  if (use_avx2()) {
-    if constexpr (sizeof(T) == 4) return detail::attention_avx2_f32();
-    else return detail::attention_avx2_f64();
+  switch (g_isa.get()) {
+    case Isa::avx512:
+      if constexpr (sizeof(T) == 4) return detail::attention_avx512_f32();
+      else return detail::attention_avx512_f64();
+    case Isa::avx2:
+      if constexpr (sizeof(T) == 4) return detail::attention_avx2_f32();
+      else return detail::attention_avx2_f64();
+    default:
+      return portable_kernels<T>();
   }
-  return portable_kernels<T>();
 }
 
 // An m×n corner (m <= MR, n <= NR) of a tile whose C lives in the caller's array: the full-size
@@ -135,10 +137,10 @@ AttentionKernels<T> select_kernels() {
 template <typename T>
 void tile_into(const AttentionKernels<T>& kn, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
                const T* b, int64_t b_rs, T* c, int64_t ldc, int64_t m, int64_t n, T alpha, T beta) {
-  constexpr int NR = detail::kAttnNR<T>;
+  const int NR = kn.nr;
   if (m == MR && n == NR)
     return kn.tile(kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, nullptr);
-  alignas(64) T t[MR * NR] = {};
+  alignas(64) T t[MR * detail::kAttnMaxNR<T>] = {};
   if (beta != T(0))
     for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, t + i * NR);
   kn.tile(kc, a, a_rs, a_cs, b, b_rs, t, NR, alpha, beta, nullptr);
@@ -201,7 +203,7 @@ template <typename T>
 void score_tiles(const AttentionKernels<T>& kn, const AttentionArgs<T>& a, int64_t q0, int64_t k0,
                  int64_t kb, int64_t cols, int64_t kc, const T* am, int64_t ld_a, const T* bt,
                  T alpha, T* s) {
-  constexpr int NR = detail::kAttnNR<T>;
+  const int NR = kn.nr;
   for (int64_t jp = 0; jp < cols; jp += NR)
     for (int64_t ip = 0; ip < kb; ip += MR) {
       if (a.causal && k0 + ip > q0 + jp + NR - 1) break;  // every later key tile is hidden too
@@ -231,11 +233,10 @@ void copy_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
 // Rows [t0, t0 + n) of an operand (x columns) for the block products, with their row stride in
 // *ld: in place when every tile reads only those rows and columns, else a zero-padded copy in buf.
 // As an A operand tiles read whole MR-row slices (n a multiple of MR); as a B operand whole
-// NR-column panels (x a multiple of NR).
+// NR-column panels (x a multiple of NR, the tiles' width).
 template <typename T>
 const T* block_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0, int64_t n,
-                    int64_t x, bool as_a, bool as_b, T* buf, int64_t* ld) {
-  constexpr int NR = detail::kAttnNR<T>;
+                    int64_t x, bool as_a, bool as_b, int NR, T* buf, int64_t* ld) {
   if ((!as_a || n % MR == 0) && (!as_b || x % NR == 0)) {
     *ld = src.st;
     return row_of(src, b, h, t0);
@@ -279,8 +280,8 @@ template <typename T>
 struct ForwardBuffers {
   T *qt, *k, *v, *s, *o, *m, *l, *alpha;
 
-  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, ForwardBuffers* w) {
-    const int64_t dvp = round_up(a.dv, detail::kAttnNR<T>);
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, int nr, ForwardBuffers* w) {
+    const int64_t dvp = round_up(a.dv, nr);
     ForwardBuffers x{c.take(a.d * kBlockQ), c.take(kBlockK * a.d), c.take(kBlockK * dvp),
                      c.take(kBlockK * kBlockQ), c.take(kBlockQ * dvp), c.take(kBlockQ),
                      c.take(kBlockQ), c.take(kBlockQ)};
@@ -293,7 +294,7 @@ struct ForwardBuffers {
 template <typename T>
 void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKernels<T>& kn,
                    int64_t b, int64_t h, int64_t q0, const ForwardBuffers<T>& w) {
-  constexpr int NR = detail::kAttnNR<T>;
+  const int NR = kn.nr;
   const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
   const int64_t dvp = round_up(a.dv, NR);
   copy_rows_transposed(a.q, b, h, q0, qb, a.d, w.qt);
@@ -305,8 +306,8 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
   for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
     const int64_t kb = std::min(kBlockK, kend - k0);
     int64_t ldk, ldv;
-    const T* k = block_rows(a.k, b, h, k0, kb, a.d, true, false, w.k, &ldk);
-    const T* v = block_rows(a.v, b, h, k0, kb, a.dv, false, true, w.v, &ldv);
+    const T* k = block_rows(a.k, b, h, k0, kb, a.d, true, false, NR, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, a.dv, false, true, NR, w.v, &ldv);
     // Sᵀ = scale·K·Qᵀ, then the masks, then the online softmax step:
     // m' = max(m, block max), P = exp(S - m'), l' = l·exp(m - m') + Σ P.
     score_tiles(kn, a, q0, k0, kb, cols, a.d, k, ldk, w.qt, a.scale, w.s);
@@ -355,9 +356,8 @@ template <typename T>
 struct BackwardBuffers {
   T *qt, *dot, *q, *dout, *k, *v, *s, *ds, *dq, *shift, *delta;
 
-  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, BackwardBuffers* w) {
-    constexpr int NR = detail::kAttnNR<T>;
-    const int64_t dp = round_up(a.d, NR), dvp = round_up(a.dv, NR);
+  static int64_t carve(Carver<T>& c, const AttentionArgs<T>& a, int nr, BackwardBuffers* w) {
+    const int64_t dp = round_up(a.d, nr), dvp = round_up(a.dv, nr);
     BackwardBuffers x{c.take(a.d * kBlockQ),   c.take(a.dv * kBlockQ),  c.take(kBlockQ * dp),
                       c.take(kBlockQ * dvp),   c.take(kBlockK * dp),    c.take(kBlockK * a.dv),
                       c.take(kBlockK * kBlockQ), c.take(kBlockK * kBlockQ), c.take(kBlockQ * dp),
@@ -380,14 +380,14 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
                     const AttentionOperand<T>& lse, const AttentionKernels<T>& kn, int64_t b,
                     int64_t h, int64_t q0, int64_t k_lo, int64_t k_hi, bool want_dkdv,
                     bool want_dq, const BackwardBuffers<T>& w) {
-  constexpr int NR = detail::kAttnNR<T>;
+  const int NR = kn.nr;
   const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
   const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
   copy_rows_transposed(a.q, b, h, q0, qb, d, w.qt);
   copy_rows_transposed(dout, b, h, q0, qb, dvn, w.dot);
   int64_t ldq, ldo;
-  const T* qrows = block_rows(a.q, b, h, q0, qb, d, false, true, w.q, &ldq);
-  const T* dorows = block_rows(dout, b, h, q0, qb, dvn, false, true, w.dout, &ldo);
+  const T* qrows = block_rows(a.q, b, h, q0, qb, d, false, true, NR, w.q, &ldq);
+  const T* dorows = block_rows(dout, b, h, q0, qb, dvn, false, true, NR, w.dout, &ldo);
   std::fill(w.dq, w.dq + kBlockQ * dp, T(0));
   for (int64_t j = 0; j < cols; ++j) {
     T lj = T(0), delta = T(0);
@@ -405,8 +405,8 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   for (int64_t k0 = k_lo; k0 < kend; k0 += kBlockK) {
     const int64_t kb = std::min(kBlockK, kend - k0);
     int64_t ldk, ldv;
-    const T* k = block_rows(a.k, b, h, k0, kb, d, true, true, w.k, &ldk);
-    const T* v = block_rows(a.v, b, h, k0, kb, dvn, true, false, w.v, &ldv);
+    const T* k = block_rows(a.k, b, h, k0, kb, d, true, true, NR, w.k, &ldk);
+    const T* v = block_rows(a.v, b, h, k0, kb, dvn, true, false, NR, w.v, &ldv);
     // Pᵀ, recomputed from lse.
     score_tiles(kn, a, q0, k0, kb, cols, d, k, ldk, w.qt, a.scale, w.s);
     apply_masks(a, b, h, q0, qb, k0, kb, cols, w.s);
@@ -453,13 +453,13 @@ void attention_forward(T* out, T* lse, const AttentionArgs<T>& a) {
   const int64_t qblocks = ceil_div(a.tq, kBlockQ), items = heads * qblocks;
   const int nt = team_for(heads * a.tq * a.tk, items);
   Carver<T> count(nullptr);
-  const int64_t per_thread = ForwardBuffers<T>::carve(count, a, nullptr);
+  const int64_t per_thread = ForwardBuffers<T>::carve(count, a, kn.nr, nullptr);
   T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Carver<T> c(ws + per_thread * thread_id());
     ForwardBuffers<T> w;
-    ForwardBuffers<T>::carve(c, a, &w);
+    ForwardBuffers<T>::carve(c, a, kn.nr, &w);
     // Head after head, so that a head's K and V are reused from cache by its query blocks; within
     // a head the last query blocks first: under causality they see the most keys, so the cheap
     // ones are left to even out the threads' loads at the end.
@@ -490,7 +490,7 @@ void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   const int nt = team_for(heads * a.tq * a.tk, std::max(heads, qblocks * heads));
   const bool by_head = heads >= nt;
   Carver<T> count(nullptr);
-  const int64_t per_thread = BackwardBuffers<T>::carve(count, a, nullptr);
+  const int64_t per_thread = BackwardBuffers<T>::carve(count, a, kn.nr, nullptr);
   T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
   auto head_dq = [&](int64_t bh) { return dq + bh * a.tq * a.d; };
   auto head_dk = [&](int64_t bh) { return dk + bh * a.tk * a.d; };
@@ -499,7 +499,7 @@ void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   {
     Carver<T> c(ws + per_thread * thread_id());
     BackwardBuffers<T> w;
-    BackwardBuffers<T>::carve(c, a, &w);
+    BackwardBuffers<T>::carve(c, a, kn.nr, &w);
     if (by_head) {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t bh = 0; bh < heads; ++bh)
@@ -539,8 +539,10 @@ AttentionKernels<float> attention_portable_f32() { return portable_kernels<float
 AttentionKernels<double> attention_portable_f64() { return portable_kernels<double>(); }
 }  // namespace detail
 
-const char* attention_isa() { return use_avx2() ? "avx2-fma" : "portable"; }
+std::vector<std::string> attention_isas() { return g_isa.available(); }
 
-void attention_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+const char* attention_isa() { return g_isa.name(); }
+
+void attention_use_isa(const std::string& isa) { g_isa.use(isa); }
 
 }  // namespace engine::cpu

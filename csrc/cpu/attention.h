@@ -3,6 +3,8 @@
 // which recomputes the probabilities from it.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace engine::cpu {
 
@@ -45,27 +47,34 @@ void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
                         const AttentionArgs<T>& a, const AttentionOperand<T>& out,
                         const AttentionOperand<T>& lse);
 
-// "avx2-fma" or "portable": the kernels attention uses now.
-const char* attention_isa();
-// Force the portable kernels even on an AVX2 CPU (tests and benchmarks of the fallback).
-void attention_force_portable(bool on);
+// The kernel sets, widest first: "avx512", "avx2-fma", "portable". Attention uses the widest one
+// the CPU runs, or the one attention_use_isa() chose (to test and time each on one machine).
+std::vector<std::string> attention_isas();  // those this CPU runs
+const char* attention_isa();                // the one in use
+// Chooses `isa` (one of attention_isas()), or the widest again for "auto"; throws otherwise.
+void attention_use_isa(const std::string& isa);
 
 // ---- Internal: the contract between the driver (attention.cpp) and its ISA kernels ----------
 namespace detail {
 
-// Register tile of every block product: MR rows × NR columns (NR = two AVX2 vectors).
+// Register tile of every block product: kAttnMR rows × nr columns, nr being two vectors of the
+// kernels' instruction set (16 fp32 on AVX2 and in the portable kernels, 32 on AVX-512), a
+// divisor of kAttnMaxNR.
 constexpr int kAttnMR = 6;
 template <typename T>
-constexpr int kAttnNR = 64 / sizeof(T);
+constexpr int kAttnNR = 64 / sizeof(T);  // AVX2 and portable
+template <typename T>
+constexpr int kAttnMaxNR = 128 / sizeof(T);
 
 template <typename T>
 struct AttentionKernels {
+  int nr;  // the tile's columns
   // c[i·ldc + j] = alpha·Σ_{p<kc} a[i·a_rs + p·a_cs]·b[p·b_rs + j] + beta_i·c[i·ldc + j] over one
   // full MR×NR tile, with beta_i = row_beta[i] when row_beta is not nullptr, else beta; a zero
   // beta (not row_beta) never reads c.
   void (*tile)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
                int64_t ldc, T alpha, T beta, const T* row_beta);
-  // s[p·ld + j] = exp(s[p·ld + j] - shift[j]) for p < rows, j < cols (cols a multiple of NR).
+  // s[p·ld + j] = exp(s[p·ld + j] - shift[j]) for p < rows, j < cols (cols a multiple of nr).
   // exp(-inf) is exactly 0.
   void (*exp_block)(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift);
   // One step of the online softmax over a score block s (rows × cols, keys × queries), for each
@@ -84,6 +93,9 @@ AttentionKernels<double> attention_portable_f64();
 // Defined in attention_avx2.cpp; call only when cpu_has_avx2_fma().
 AttentionKernels<float> attention_avx2_f32();
 AttentionKernels<double> attention_avx2_f64();
+// Defined in attention_avx512.cpp; call only when cpu_has_avx512().
+AttentionKernels<float> attention_avx512_f32();
+AttentionKernels<double> attention_avx512_f64();
 
 }  // namespace detail
 }  // namespace engine::cpu

@@ -1,55 +1,17 @@
-// AVX2+FMA kernels of the CPU attention: the 6×(2 vectors) register tile of its block products and
-// the vectorised exp of the softmax. Compiled with -mavx2 -mfma; attention.cpp calls into it only
+// AVX2+FMA kernels of the CPU attention: the 6×(2 vectors) register tile of its block products
+// (attention_tile.h; 12 accumulators of the 16 ymm registers) and the vectorised exp of the
+// softmax. Compiled with -mavx2 -mfma; attention.cpp calls into it only
 // when the CPU reports both.
 #include <immintrin.h>
 
 #include <cmath>
 
 #include "cpu/attention.h"
+#include "cpu/attention_tile.h"
 #include "cpu/vec_avx2.h"
 
 namespace engine::cpu::detail {
 namespace {
-
-template <typename T>
-using Vec = avx2::Vec<T>;
-
-// The MR×(2 vectors) tile: 12 accumulators + 2 B vectors + 1 broadcast fit the 16 ymm registers.
-template <typename T>
-void tile_6x2v(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs, T* c,
-               int64_t ldc, T alpha, T beta, const T* row_beta) {
-  using V = Vec<T>;
-  using R = typename V::R;
-  constexpr int L = V::kLanes, MR = kAttnMR;
-  R acc[MR][2];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p) {
-    const R b0 = V::load(b), b1 = V::load(b + L);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const R ai = V::bcast(a + i * a_rs);
-      acc[i][0] = V::fma(ai, b0, acc[i][0]);
-      acc[i][1] = V::fma(ai, b1, acc[i][1]);
-    }
-    a += a_cs;
-    b += b_rs;
-  }
-  const R va = V::set1(alpha);
-  const bool read_c = row_beta || beta != T(0);
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) {
-    const R vb = V::set1(row_beta ? row_beta[i] : beta);
-#pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) {
-      T* cp = c + i * ldc + v * L;
-      R r = V::mul(va, acc[i][v]);
-      if (read_c) r = V::fma(vb, V::load(cp), r);
-      V::store(cp, r);
-    }
-  }
-}
 
 // exp(x) for 8 floats x <= 88 (the softmax only takes exponents <= 0, shifted by a row maximum):
 // x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two so n·ln2 is exact), exp(r) by a degree-5
@@ -137,11 +99,13 @@ void dscores_block_f32(const float* p, float* ds, int64_t ld, int64_t rows, int6
 
 // float64 is the gradient-check dtype: its exp is the exact std::exp of the portable kernels.
 AttentionKernels<float> attention_avx2_f32() {
-  return {&tile_6x2v<float>, &exp_block_f32, &softmax_block_f32, &dscores_block_f32};
+  return {kAttnNR<float>, &attention_tile<avx2::Vec<float>>, &exp_block_f32, &softmax_block_f32,
+          &dscores_block_f32};
 }
 AttentionKernels<double> attention_avx2_f64() {
   const AttentionKernels<double> portable = attention_portable_f64();
-  return {&tile_6x2v<double>, portable.exp_block, portable.softmax_block, portable.dscores_block};
+  return {kAttnNR<double>, &attention_tile<avx2::Vec<double>>, portable.exp_block,
+          portable.softmax_block, portable.dscores_block};
 }
 
 }  // namespace engine::cpu::detail

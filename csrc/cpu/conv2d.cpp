@@ -6,13 +6,11 @@
 #include "cpu/conv2d.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "common/cpu_features.h"
+#include "common/isa_choice.h"
 #include "common/workspace.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel_items.h"
@@ -22,28 +20,20 @@ namespace {
 
 thread_local Workspace t_panel;
 
-enum class Path { panels, avx2, avx512 };
-constexpr const char* kPathNames[] = {"gemm-panels", "avx2-direct", "avx512-direct"};
+IsaChoice g_path("conv2d_use_path", {"gemm-panels", "avx2-direct", "avx512-direct"});
 
-Path widest_path() {
-  return cpu_has_avx512() ? Path::avx512 : cpu_has_avx2_fma() ? Path::avx2 : Path::panels;
-}
-
-std::atomic<Path> g_path{widest_path()};
-
-Path path() { return g_path.load(std::memory_order_relaxed); }
-bool use_direct() { return path() != Path::panels; }
+bool use_direct() { return g_path.get() != Isa::portable; }
 
 // The direct kernels of the path in use (use_direct() must hold).
 template <typename T>
 void forward_direct(T* y, const T* x, const T* weight, const T* bias, const ConvShape& s) {
-  if (path() == Path::avx512) detail::conv2d_forward_direct_avx512(y, x, weight, bias, s);
+  if (g_path.get() == Isa::avx512) detail::conv2d_forward_direct_avx512(y, x, weight, bias, s);
   else detail::conv2d_forward_direct_avx2(y, x, weight, bias, s);
 }
 
 template <typename T>
 void grad_weight_direct(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  if (path() == Path::avx512) detail::conv2d_grad_weight_direct_avx512(dweight, dy, x, s);
+  if (g_path.get() == Isa::avx512) detail::conv2d_grad_weight_direct_avx512(dweight, dy, x, s);
   else detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
 }
 
@@ -286,22 +276,10 @@ template void conv2d_grad_input<double>(double*, const double*, const double*, c
 template void conv2d_grad_weight<float>(float*, const float*, const float*, const ConvShape&);
 template void conv2d_grad_weight<double>(double*, const double*, const double*, const ConvShape&);
 
-std::vector<std::string> conv2d_paths() {
-  std::vector<std::string> names;
-  for (int i = static_cast<int>(widest_path()); i >= 0; --i) names.emplace_back(kPathNames[i]);
-  return names;
-}
+std::vector<std::string> conv2d_paths() { return g_path.available(); }
 
-const char* conv2d_path() { return kPathNames[static_cast<int>(path())]; }
+const char* conv2d_path() { return g_path.name(); }
 
-void conv2d_use_path(const std::string& name) {
-  if (name == "auto") return g_path.store(widest_path(), std::memory_order_relaxed);
-  for (int i = 0; i <= static_cast<int>(widest_path()); ++i)
-    if (name == kPathNames[i]) return g_path.store(static_cast<Path>(i), std::memory_order_relaxed);
-  std::string known;
-  for (const std::string& n : conv2d_paths()) known += (known.empty() ? "'" : ", '") + n + "'";
-  throw std::invalid_argument("conv2d_use_path: path must be 'auto' or one this CPU runs (" +
-                              known + "), got '" + name + "'");
-}
+void conv2d_use_path(const std::string& path) { g_path.use(path); }
 
 }  // namespace engine::cpu

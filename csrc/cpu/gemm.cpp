@@ -5,14 +5,13 @@
 #include "cpu/gemm.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <stdexcept>
 #include <utility>
 
 #include "common/cpu_features.h"
+#include "common/isa_choice.h"
 #include "common/parallel.h"
 #include "common/workspace.h"
 
@@ -108,19 +107,12 @@ void micro_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T*
     }
 }
 
-enum class Isa { portable, avx2, avx512 };
-constexpr const char* kIsaNames[] = {"portable", "avx2-fma", "avx512"};
-
-Isa widest_isa() {
-  return cpu_has_avx512() ? Isa::avx512 : cpu_has_avx2_fma() ? Isa::avx2 : Isa::portable;
-}
-
-std::atomic<Isa> g_isa{widest_isa()};
+IsaChoice g_isa("gemm_use_isa", {"portable", "avx2-fma", "avx512"});
 
 template <typename T>
 KernelInfo<T> select_kernel() {
   constexpr int kNR = 16 / sizeof(T) * 2;  // two SSE vectors per row
-  switch (g_isa.load(std::memory_order_relaxed)) {
+  switch (g_isa.get()) {
     case Isa::avx512:
       if constexpr (sizeof(T) == 4) return detail::avx512_kernel_f32();
       else return detail::avx512_kernel_f64();
@@ -388,22 +380,10 @@ double fma_peak_gflops(bool f64, int threads) {
   return flops * 1e-9;
 }
 
-std::vector<std::string> gemm_isas() {
-  std::vector<std::string> names;
-  for (int i = static_cast<int>(widest_isa()); i >= 0; --i) names.emplace_back(kIsaNames[i]);
-  return names;
-}
+std::vector<std::string> gemm_isas() { return g_isa.available(); }
 
-const char* gemm_isa() { return kIsaNames[static_cast<int>(g_isa.load(std::memory_order_relaxed))]; }
+const char* gemm_isa() { return g_isa.name(); }
 
-void gemm_use_isa(const std::string& isa) {
-  if (isa == "auto") return g_isa.store(widest_isa(), std::memory_order_relaxed);
-  for (int i = 0; i <= static_cast<int>(widest_isa()); ++i)
-    if (isa == kIsaNames[i]) return g_isa.store(static_cast<Isa>(i), std::memory_order_relaxed);
-  std::string known;
-  for (const std::string& name : gemm_isas()) known += (known.empty() ? "'" : ", '") + name + "'";
-  throw std::invalid_argument("gemm_use_isa: isa must be 'auto' or one this CPU runs (" + known +
-                              "), got '" + isa + "'");
-}
+void gemm_use_isa(const std::string& isa) { g_isa.use(isa); }
 
 }  // namespace engine::cpu

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include <pybind11/stl.h>
+
 #include "common/checks.h"
 #include "cpu/attention.h"
 #include "python/bindings.h"
@@ -235,10 +237,12 @@ void bind_attention(py::module_& m) {
         "(dq, dk, dv) of attention_forward given dout and the forward's out and lse, recomputing "
         "the probabilities block by block; the same arguments as attention_forward. Bitwise "
         "identical for any thread count.");
-  m.def("attention_isa", &cpu::attention_isa,
-        "The kernels attention uses now: 'avx2-fma' or 'portable'.");
-  m.def("attention_force_portable", &cpu::attention_force_portable, py::arg("on"),
-        "Use the portable attention kernels even on an AVX2 CPU (to test and time the fallback).");
+  m.def("attention_isas", &cpu::attention_isas,
+        "The kernel sets this CPU runs, widest first: from 'avx512', 'avx2-fma', 'portable'.");
+  m.def("attention_isa", &cpu::attention_isa, "The kernel set attention uses now.");
+  m.def("attention_use_isa", &cpu::attention_use_isa, py::arg("isa"),
+        "Makes attention use `isa` (one of attention_isas(), to test and time each on one "
+        "machine), or the widest again for 'auto'.");
 }
 
 }  // namespace engine

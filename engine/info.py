@@ -38,6 +38,7 @@ def collect():
         "backend": engine.backend.current(),
         "openmp_threads": engine.get_num_threads(),
         "cpu_avx2_fma": None,
+        "native_isas": None,
         "fused_isa": None,
         "openmp": None,
         "cuda_built": engine.cuda.is_built(),
@@ -50,6 +51,8 @@ def collect():
         from engine import _C
 
         facts["cpu_avx2_fma"] = _C.cpu_has_avx2_fma()
+        facts["native_isas"] = {"gemm": _C.gemm_isa(), "conv2d": _C.conv2d_path(),
+                                "attention": _C.attention_isa()}
         facts["openmp"] = _C.openmp_enabled()
         from engine.backend import cpu
 
@@ -67,6 +70,8 @@ def report():
         "native modules: " + ", ".join(f"{m} {s}" for m, s in f["modules"].items()),
         f"OpenMP: {'enabled' if f['openmp'] else 'disabled'}, {f['openmp_threads']} threads",
         f"CPU AVX2+FMA: {'yes' if f['cpu_avx2_fma'] else 'no'} (fused ops: {f['fused_isa']} build)",
+        "native kernel sets: " + (", ".join(f"{k} {v}" for k, v in f["native_isas"].items())
+                                  if f["native_isas"] else "none"),
         f"CUDA: module {'built' if f['cuda_built'] else 'not built'}, "
         f"{'available' if f['cuda_available'] else 'not available'} ({f['cuda_devices']} devices)"
         + (f"; {f['cuda_unavailable_reason']}" if f["cuda_unavailable_reason"] else

@@ -13,6 +13,18 @@ def test_cpu_modules_are_built_into_the_installed_package():
     assert engine.backend.describe()["softmax_forward"] == "native"
 
 
+def test_kernel_sets_default_to_the_widest_the_cpu_runs_and_info_names_them():
+    from engine import _C, info
+
+    sets = {"gemm": _C.gemm_isas(), "conv2d": _C.conv2d_paths(), "attention": _C.attention_isas()}
+    assert all(names[-1] in ("portable", "gemm-panels") for names in sets.values())
+    assert all(len(names) == len(sets["gemm"]) for names in sets.values())  # one CPU check
+    used = {"gemm": _C.gemm_isa(), "conv2d": _C.conv2d_path(), "attention": _C.attention_isa()}
+    assert used == {family: names[0] for family, names in sets.items()}
+    assert "native kernel sets: " + ", ".join(f"{k} {v}" for k, v in used.items()) in info.report()
+    assert len(sets["gemm"]) == 1 + _C.cpu_has_avx2_fma() + ("avx512" in sets["gemm"])
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float32, FLOAT32), (np.float64, FLOAT64)])
 @pytest.mark.parametrize("n", [0, 1, 7, 100_003])  # 100_003 crosses the OpenMP threshold
 def test_native_add_matches_numpy(dtype, tol, n):

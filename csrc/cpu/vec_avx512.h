@@ -20,6 +20,7 @@ struct Vec<float> {
   static R load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R fnma(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a·b
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
@@ -27,6 +28,14 @@ struct Vec<float> {
   // NOTE: min/max return b where either is NaN, so max(zero(), v) passes a NaN v through.
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  // v, with 0 in the lanes where key == x (a NaN key compares unequal)
+  static R zero_where_eq(R key, R x, R v) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(key, x, _CMP_NEQ_UQ), v);
+  }
+  // 2^n from t whose low mantissa bits hold the integer n + 127 (see the attention exp)
+  static R pow2_of_biased(R t) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+  }
   static float hsum(R v) { return _mm512_reduce_add_ps(v); }
 };
 
@@ -41,12 +50,16 @@ struct Vec<double> {
   static R load(const double* p) { return _mm512_loadu_pd(p); }
   static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R fnma(R a, R b, R c) { return _mm512_fnmadd_pd(a, b, c); }
   static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }
   static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
   static R div(R a, R b) { return _mm512_div_pd(a, b); }
   static R min(R a, R b) { return _mm512_min_pd(a, b); }
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  static R zero_where_eq(R key, R x, R v) {
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(key, x, _CMP_NEQ_UQ), v);
+  }
   static double hsum(R v) { return _mm512_reduce_add_pd(v); }
 };
 

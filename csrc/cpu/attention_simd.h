@@ -1,0 +1,152 @@
+// The SIMD kernels of the CPU attention (AttentionKernels in attention.h), written once over a
+// vector type V (avx2::Vec or avx512::Vec): the kAttnMR × (2 vectors) register tile of its block
+// products, the vectorised exp, and the softmax steps built on it. Include only from a file
+// compiled for V's instructions (attention_avx2.cpp, attention_avx512.cpp).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "cpu/attention.h"
+
+namespace engine::cpu::detail::simd {
+
+// AttentionKernels::tile on kAttnMR × (2 vectors of V): 12 accumulators, 2 B vectors and a
+// broadcast.
+template <typename V>
+void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
+          const typename V::T* b, int64_t b_rs, typename V::T* c, int64_t ldc,
+          typename V::T alpha, typename V::T beta, const typename V::T* row_beta) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int L = V::kLanes, MR = kAttnMR;
+  R acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V::zero();
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    const R b0 = V::load(b), b1 = V::load(b + L);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const R ai = V::bcast(a + i * a_rs);
+      acc[i][0] = V::fma(ai, b0, acc[i][0]);
+      acc[i][1] = V::fma(ai, b1, acc[i][1]);
+    }
+    a += a_cs;
+    b += b_rs;
+  }
+  const R va = V::set1(alpha);
+  const bool read_c = row_beta || beta != T(0);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    const R vb = V::set1(row_beta ? row_beta[i] : beta);
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      T* cp = c + i * ldc + v * L;
+      R r = V::mul(va, acc[i][v]);
+      if (read_c) r = V::fma(vb, V::load(cp), r);
+      V::store(cp, r);
+    }
+  }
+}
+
+// exp(x) for float lanes x <= 88 (the softmax only takes exponents <= 0, shifted by a row
+// maximum): x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two so n·ln2 is exact), exp(r) by a degree-5
+// minimax polynomial (relative error 1.03e-7; 2.2 ulp at most after rounding), times 2^n.
+// n comes out of one FMA: adding 1.5·2^23 rounds x·log2(e) to an integer held in the low mantissa
+// bits, already biased by 127, so shifting those bits into the exponent field builds 2^n. This
+// keeps the exp to 9 multiply-port operations, the port the softmax is bound by.
+// NOTE: x is clamped at -88, where n = -127: the biased exponent is 0, so 2^n and the result are
+// exactly 0 (exp(-inf) = 0, as masked scores need). Results below FLT_MIN (x < -87.34) are 0 or
+// subnormal. NaN propagates: max(lo, NaN) is NaN (the second operand wins).
+template <typename V>
+typename V::R exp_ps(typename V::R x) {
+  using R = typename V::R;
+  const R magic = V::set1(12582912.0f + 127.0f);
+  x = V::max(V::set1(-88.0f), x);
+  const R t = V::fma(x, V::set1(1.44269504088896341f), magic);
+  const R n = V::sub(t, magic);
+  R r = V::fnma(n, V::set1(0.693359375f), x);
+  r = V::fnma(n, V::set1(-2.12194440e-4f), r);
+  R p = V::fma(V::set1(8.31471942e-3f), r, V::set1(4.18902077e-2f));
+  p = V::fma(p, r, V::set1(1.66670904e-1f));
+  p = V::fma(p, r, V::set1(4.99992311e-1f));
+  p = V::fma(p, r, V::set1(1.0f));
+  p = V::fma(p, r, V::set1(1.0f));
+  return V::mul(p, V::pow2_of_biased(t));
+}
+
+template <typename V>
+void exp_block(float* s, int64_t ld, int64_t rows, int64_t cols, const float* shift) {
+  for (int64_t j = 0; j < cols; j += V::kLanes) {
+    const typename V::R m = V::load(shift + j);
+    float* x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld) V::store(x, exp_ps<V>(V::sub(V::load(x), m)));
+  }
+}
+
+// Two vectors of query columns at a time (the tile's width), each its own chain of maxima and
+// sums.
+template <typename V>
+void softmax_block(float* s, int64_t ld, int64_t rows, int64_t cols, float* m, float* l,
+                   float* alpha) {
+  using R = typename V::R;
+  constexpr int L = V::kLanes;
+  const R neg_inf = V::set1(-INFINITY);
+  for (int64_t j = 0; j < cols; j += 2 * L) {
+    float* x = s + j;
+    // NOTE: max(s, m) keeps m when s is NaN (the second operand wins), like std::max; a NaN
+    // score still reaches out through exp(NaN) below.
+    R m0 = V::load(m + j), m1 = V::load(m + j + L);
+    const R old0 = m0, old1 = m1;
+    for (int64_t p = 0; p < rows; ++p, x += ld) {
+      m0 = V::max(V::load(x), m0);
+      m1 = V::max(V::load(x + L), m1);
+    }
+    V::store(m + j, m0);
+    V::store(m + j + L, m1);
+    const R sh0 = V::zero_where_eq(m0, neg_inf, m0), sh1 = V::zero_where_eq(m1, neg_inf, m1);
+    const R a0 = exp_ps<V>(V::sub(old0, sh0)), a1 = exp_ps<V>(V::sub(old1, sh1));
+    V::store(alpha + j, a0);
+    V::store(alpha + j + L, a1);
+    R s0 = V::zero(), s1 = V::zero();
+    x = s + j;
+    for (int64_t p = 0; p < rows; ++p, x += ld) {
+      const R e0 = exp_ps<V>(V::sub(V::load(x), sh0)), e1 = exp_ps<V>(V::sub(V::load(x + L), sh1));
+      V::store(x, e0);
+      V::store(x + L, e1);
+      s0 = V::add(s0, e0);
+      s1 = V::add(s1, e1);
+    }
+    V::store(l + j, V::fma(a0, V::load(l + j), s0));
+    V::store(l + j + L, V::fma(a1, V::load(l + j + L), s1));
+  }
+}
+
+template <typename V>
+void dscores_block(const float* p, float* ds, int64_t ld, int64_t rows, int64_t cols,
+                   const float* delta) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; j += V::kLanes) {
+      const typename V::R pj = V::load(p + r * ld + j);
+      float* d = ds + r * ld + j;
+      const typename V::R g = V::mul(pj, V::sub(V::load(d), V::load(delta + j)));
+      V::store(d, V::zero_where_eq(pj, V::zero(), g));
+    }
+}
+
+// The kernel set on vectors of VecOf<T>. float64 is the gradient-check dtype: its exp is the
+// exact std::exp of the portable kernels.
+template <template <typename> class VecOf, typename T>
+AttentionKernels<T> kernels(const AttentionKernels<T>& portable) {
+  constexpr int nr = 2 * VecOf<T>::kLanes;
+  if constexpr (std::is_same_v<T, float>) {
+    using V = VecOf<float>;
+    return {nr, &tile<V>, &exp_block<V>, &softmax_block<V>, &dscores_block<V>};
+  } else {
+    return {nr, &tile<VecOf<T>>, portable.exp_block, portable.softmax_block,
+            portable.dscores_block};
+  }
+}
+
+}  // namespace engine::cpu::detail::simd

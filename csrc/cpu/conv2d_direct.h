@@ -13,6 +13,7 @@
 #pragma once
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -32,6 +33,24 @@ struct DirectConv {
   template <typename T>
   using Vec = typename Isa::template Vec<T>;
 
+  // NOTE: the plan's vectors allocate through an allocator of this instruction set's own, so
+  // their member functions are this file's copies alone. With std::vector<int64_t> in both the
+  // AVX2 and the AVX-512 file, the linker would keep one copy of each method for both, and the
+  // copy compiled with -mavx512f must never be the one an AVX2 CPU runs.
+  template <typename U>
+  struct Allocator : std::allocator<U> {
+    using value_type = U;
+    template <typename V>
+    struct rebind {
+      using other = Allocator<V>;
+    };
+    Allocator() = default;
+    template <typename V>
+    Allocator(const Allocator<V>&) noexcept {}
+  };
+  template <typename U>
+  using Vector = std::vector<U, Allocator<U>>;
+
   // The forward register tile: kFP output positions × kFV vectors (kFNR lanes) of output channels.
   static constexpr int kFP = Isa::kFP, kFV = 2;
   template <typename T>
@@ -40,12 +59,12 @@ struct DirectConv {
   template <typename T>
   struct Plan {
     int64_t hp, wp, image;     // padded plane, and its size with the zero slack after it
-    std::vector<int64_t> off;  // K tap offsets into the padded image of one group
+    Vector<int64_t> off;  // K tap offsets into the padded image of one group
     // The forward's: channel blocks of kFNR, tiles of kFP output positions.
     int64_t ob = 0, tiles = 0;
-    std::vector<T> wpack;      // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
-    std::vector<T> bpack;      // [g][ob][kFNR]: bias, 0 past Og (or all 0)
-    std::vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
+    Vector<T> wpack;       // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
+    Vector<T> bpack;       // [g][ob][kFNR]: bias, 0 past Og (or all 0)
+    Vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
   };
 
   // The geometry of the padded image; with a weight (the forward) also the packed weights and the

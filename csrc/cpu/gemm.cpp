@@ -26,7 +26,7 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // ---- Cache blocking ------------------------------------------------------------------------
 // NOTE: sized from this core's L1d and L2 (AMD Zen 3's 32 KiB and 512 KiB where the OS does not
-// say; the figures in brackets are Zen 3's with the 6×16 fp32 AVX2 kernel):
+// say; the sizes in parentheses are Zen 3's with the 6×16 fp32 AVX2 kernel):
 //  KC: a kc×NR micro-panel of B stays in L1 while A micro-panels stream past it: half of L1d,
 //      the rest for A and the C tile (256·16·4 B = 16 KiB).
 //  MC: the mc×kc block of packed A stays in L2 and is reused by every B micro-panel: 9/32 of L2,

@@ -32,12 +32,14 @@ bool cpu_has_avx512() {
 }
 
 CacheSizes cpu_cache_sizes() {
+  static const CacheSizes sizes = [] {
+    long l1d = 0, l2 = 0;
 #if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
-  static const CacheSizes sizes{sysconf(_SC_LEVEL1_DCACHE_SIZE), sysconf(_SC_LEVEL2_CACHE_SIZE)};
-  return {sizes.l1d > 0 ? sizes.l1d : 0, sizes.l2 > 0 ? sizes.l2 : 0};
-#else
-  return {0, 0};
+    l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
+    return CacheSizes{l1d > 0 ? l1d : 32 << 10, l2 > 0 ? l2 : 512 << 10};
+  }();
+  return sizes;
 }
 
 }  // namespace engine

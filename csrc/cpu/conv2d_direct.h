@@ -284,9 +284,9 @@ struct DirectConv {
     // L2 while the channel and tap blocks pass over them, and a channel block's dy rows stay in
     // half of L1 while the tap blocks pass.
     const CacheSizes cache = cpu_cache_sizes();
-    const int64_t l1 = cache.l1d > 0 ? cache.l1d : 32 << 10, l2 = cache.l2 > 0 ? cache.l2 : 512 << 10;
-    const int64_t in_l2 = l2 / 4 / int64_t(sizeof(T)) / std::max<int64_t>(1, Cg) - s.kh * s.dh * p.wp;
-    const int64_t in_l1 = l1 / 2 / int64_t(sizeof(T)) / kGO;
+    const int64_t in_l2 =
+        cache.l2 / 4 / int64_t(sizeof(T)) / std::max<int64_t>(1, Cg) - s.kh * s.dh * p.wp;
+    const int64_t in_l1 = cache.l1d / 2 / int64_t(sizeof(T)) / kGO;
     const int64_t run = std::max<int64_t>(NL, std::min(in_l2, in_l1) / NL * NL);
     const int nt = team_for(items, double(s.n) * Og * K * L / items);
     run_items(nt, items, [&](int64_t it, int) {

@@ -25,8 +25,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // ---- Cache blocking ------------------------------------------------------------------------
-// NOTE: sized from this core's L1d and L2 (AMD Zen 3's 32 KiB and 512 KiB where the OS does not
-// say; the sizes in parentheses are Zen 3's with the 6×16 fp32 AVX2 kernel):
+// NOTE: sized from this core's L1d and L2 (cpu_cache_sizes(); the sizes in parentheses are AMD
+// Zen 3's, 32 KiB and 512 KiB, with the 6×16 fp32 AVX2 kernel):
 //  KC: a kc×NR micro-panel of B stays in L1 while A micro-panels stream past it: half of L1d,
 //      the rest for A and the C tile (256·16·4 B = 16 KiB).
 //  MC: the mc×kc block of packed A stays in L2 and is reused by every B micro-panel: 9/32 of L2,
@@ -36,15 +36,6 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 // K is cut into equal blocks no longer than KC (784 → 4×196, not 3×256 + 16; A read in place
 // takes longer ones, see in_place_max_kc), and the blocks depend on the shape, the kernel and the
 // caches alone, so every thread count sums each C element in the same order.
-struct Caches {
-  int64_t l1, l2;
-};
-
-Caches caches() {
-  const CacheSizes os = cpu_cache_sizes();
-  return {os.l1d > 0 ? os.l1d : 32 * 1024, os.l2 > 0 ? os.l2 : 512 * 1024};
-}
-
 struct Blocking {
   int64_t kc, mc, nc;
 };
@@ -52,8 +43,8 @@ struct Blocking {
 template <typename T>
 Blocking blocking(int mr, int nr) {
   constexpr int64_t kPackedABytes = 144 << 10, kPackedBBytes = 4 << 20, size = sizeof(T);
-  const Caches c = caches();
-  const int64_t kc = std::clamp<int64_t>(c.l1 / 2 / (nr * size), kGemmUnsplitK, 1024);
+  const CacheSizes c = cpu_cache_sizes();
+  const int64_t kc = std::clamp<int64_t>(c.l1d / 2 / (nr * size), kGemmUnsplitK, 1024);
   const int64_t a_bytes = std::min(c.l2 * 9 / 32, kPackedABytes);
   return {kc, std::max<int64_t>(mr, a_bytes / (kc * size) / mr * mr),
           std::max<int64_t>(nr, kPackedBBytes / (kc * size) / nr * nr)};
@@ -70,12 +61,13 @@ constexpr int64_t kInPlaceMaxN = 128;
 // over them are swapped), so KC is bounded by packed B fitting half of L2 and the A micro-panel
 // fitting 3/4 of L1, instead of by a B micro-panel fitting L1: at 784×64 fp32 one K block instead
 // of four, which saves three passes of the C tiles through the epilogue (+8-10% measured).
+// Never shorter than the packed path's KC (`packed_kc`).
 template <typename T>
-int64_t in_place_max_kc(int64_t n, int mr, int nr) {
-  const Caches c = caches();
+int64_t in_place_max_kc(int64_t n, int mr, int nr, int64_t packed_kc) {
+  const CacheSizes c = cpu_cache_sizes();
   const int64_t b_bound = c.l2 / 2 / (round_up(n, nr) * int64_t(sizeof(T)));
-  const int64_t a_bound = c.l1 * 3 / 4 / (mr * int64_t(sizeof(T)));
-  return std::max(blocking<T>(mr, nr).kc, std::min(b_bound, a_bound));
+  const int64_t a_bound = c.l1d * 3 / 4 / (mr * int64_t(sizeof(T)));
+  return std::max(packed_kc, std::min(b_bound, a_bound));
 }
 
 // ---- Portable microkernels -----------------------------------------------------------------
@@ -210,7 +202,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
                   const Epilogue<T>& ep) {
   const int mr = pl.ki.mr, nr = pl.ki.nr;
   if (j0 >= j1) return;
-  const bool b_in_l3 = int64_t(sizeof(T)) * (j1 - j0) * kc > caches().l2 / 2;
+  const bool b_in_l3 = int64_t(sizeof(T)) * (j1 - j0) * kc > cpu_cache_sizes().l2 / 2;
   for (int64_t ic = pt.m0; ic < pt.m1; ic += pl.mc) {  // loop 3
     const int64_t mc = std::min(pl.mc, pt.m1 - ic);
     const T* ablk = A + ic * g.a_rs + pc * g.a_cs;
@@ -291,7 +283,7 @@ Plan<T> make_plan(const GemmArgs<T>& g) {
   const int mr = pl.ki.mr, nr = pl.ki.nr;
   pl.pack_a = g.n > kInPlaceMaxN;
   const Blocking bl = blocking<T>(mr, nr);
-  const int64_t kc_max = pl.pack_a ? bl.kc : in_place_max_kc<T>(g.n, mr, nr);
+  const int64_t kc_max = pl.pack_a ? bl.kc : in_place_max_kc<T>(g.n, mr, nr, bl.kc);
   pl.kblocks = std::max<int64_t>(1, ceil_div(g.k, kc_max));
   pl.kc = std::max<int64_t>(1, ceil_div(g.k, pl.kblocks));
   pl.mc = bl.mc;

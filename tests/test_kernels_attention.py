@@ -10,6 +10,7 @@ import engine.nn.functional as F
 from engine import _C
 from engine.backend import cpu, numpy_ref
 from gradcheck import gradcheck, leaf
+from kernel_sets import pinned_kernel_set
 from tolerances import FLOAT64
 
 EPS32 = np.finfo(np.float32).eps
@@ -73,12 +74,8 @@ def assert_attention_close(got, want, q, k, v):
 @pytest.fixture(params=["avx512", "avx2-fma", "portable"])
 def isa(request):
     """Runs the test with each kernel set this CPU runs."""
-    if request.param not in _C.attention_isas():
-        pytest.skip(f"CPU without {request.param}")
-    _C.attention_use_isa(request.param)
-    assert _C.attention_isa() == request.param
-    yield request.param
-    _C.attention_use_isa("auto")
+    yield from pinned_kernel_set(request.param, _C.attention_isas, _C.attention_use_isa,
+                                 _C.attention_isa)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

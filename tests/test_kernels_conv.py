@@ -10,6 +10,7 @@ from engine import _C
 from engine.backend import cpu as native
 from engine.backend import numpy_ref as ref
 from gradcheck import gradcheck
+from kernel_sets import pinned_kernel_set
 
 # Error bound of a float sum of k products (each product and sum rounds once):
 # |got - exact| <= (k + SLACK)·eps·scale with scale the same sum over absolute values.
@@ -88,12 +89,8 @@ def check_all(x, wt, b, dy, args):
 @pytest.fixture(params=["avx512-direct", "avx2-direct", "gemm-panels"])
 def path(request):
     """Runs the test on each direct kernel set this CPU runs and on the GEMM-panel path."""
-    if request.param not in _C.conv2d_paths():
-        pytest.skip(f"CPU without {request.param.split('-')[0]}")
-    _C.conv2d_use_path(request.param)
-    assert _C.conv2d_path() == request.param
-    yield request.param
-    _C.conv2d_use_path("auto")
+    yield from pinned_kernel_set(request.param, _C.conv2d_paths, _C.conv2d_use_path,
+                                 _C.conv2d_path)
 
 
 # ---- conv2d values -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import _C
+from kernel_sets import pinned_kernel_set
 
 # Error bound of a float GEMM: each of the K products and sums rounds once (FMA or not), so
 # |C - C_exact| <= (K + SLACK)·eps·scale with scale = |alpha|·(|A|@|B|) + |beta·C0| + |bias|;
@@ -55,12 +56,7 @@ def operand(rng, shape, dtype, transposed=False):
 @pytest.fixture(params=["avx512", "avx2-fma", "portable"])
 def isa(request):
     """Runs the test with each microkernel set this CPU runs."""
-    if request.param not in _C.gemm_isas():
-        pytest.skip(f"CPU without {request.param}")
-    _C.gemm_use_isa(request.param)
-    assert _C.gemm_isa() == request.param
-    yield request.param
-    _C.gemm_use_isa("auto")
+    yield from pinned_kernel_set(request.param, _C.gemm_isas, _C.gemm_use_isa, _C.gemm_isa)
 
 
 SHAPES = [  # M, K, N

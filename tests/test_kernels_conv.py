@@ -35,6 +35,8 @@ CASES = [
     (1, 2, 3, 2, 3, 3, 3, (1, 1), (1, 1), (1, 1), 1),       # planes narrower than a vector
     (2, 16, 31, 29, 20, 3, 3, (1, 1), (1, 1), (1, 1), 1),   # several tiles per image
     (1, 3, 4, 40, 6, 1, 3, (3, 1), (0, 1), (1, 1), 1),      # stride larger than the kernel
+    (2, 3, 21, 37, 1, 3, 2, (1, 1), (2, 1), (2, 3), 1),     # one output channel, several tiles
+    (2, 6, 19, 23, 6, 5, 3, (1, 1), (2, 0), (1, 2), 6),     # depthwise, dilated, several tiles
 ]
 
 
@@ -128,6 +130,7 @@ def test_conv2d_zero_sizes(case, path):
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[9], CASES[10], CASES[14], CASES[2],
+                                  CASES[16], CASES[17],
                                   (1, 3, 40, 37, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1)], ids=case_id)
 def test_conv2d_same_bits_for_1_and_2_threads(case, path, threads):
     """Every output element is summed by one thread in a fixed order (the weight gradient splits
@@ -343,7 +346,8 @@ def native_backend():
     engine.backend.use(previous)
 
 
-@pytest.mark.parametrize("case", [CASES[2], CASES[5], CASES[7], CASES[11]], ids=case_id)
+@pytest.mark.parametrize("case", [CASES[2], CASES[5], CASES[7], CASES[8], CASES[9], CASES[11]],
+                         ids=case_id)
 def test_conv2d_gradcheck_native(case, path, native_backend):
     n, c, h, w, o, kh, kw, s, p, d, g = case
     x = engine.randn(1, c, min(h, 9), min(w, 9), dtype="float64", requires_grad=True)

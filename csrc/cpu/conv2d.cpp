@@ -243,9 +243,7 @@ void conv2d_forward(T* y, const T* x, const T* weight, const T* bias, const Conv
 template <typename T>
 void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s) {
   if (s.n == 0 || s.c == 0 || s.h * s.w == 0) return;
-  // NOTE: with one input channel per group the direct kernel's 4-channel register tile would hold
-  // 3 rows of zeros; the column panels are faster there (MNIST's first layer: 4.2 → 3.2 ms).
-  if (use_direct() && grad_input_as_conv(s) && s.o > 0 && s.cg() > 1) {
+  if (use_direct() && grad_input_as_conv(s) && s.o > 0) {
     // flipped[g, c, o, i, j] = weight[g·Og + o, c, KH−1−i, KW−1−j], as a (C, Og, KH, KW) weight
     const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), khw = s.kh * s.kw;
     std::vector<T> flipped(size_t(s.o * Cg * khw));

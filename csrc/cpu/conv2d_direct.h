@@ -12,7 +12,6 @@
 // weights stream in order.
 #pragma once
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -55,16 +54,25 @@ struct DirectConv {
   static constexpr int kFP = Isa::kFP, kFV = 2;
   template <typename T>
   static constexpr int kFNR = kFV * Vec<T>::kLanes;
+  // With one output channel per group: kSV vectors (kSPos lanes) of consecutive extended
+  // positions; 8 independent sums cover the FMA latency on two pipes.
+  static constexpr int kSV = 8;
+  template <typename T>
+  static constexpr int kSPos = kSV * Vec<T>::kLanes;
 
   template <typename T>
   struct Plan {
-    int64_t hp, wp, image;     // padded plane, and its size with the zero slack after it
-    Vector<int64_t> off;  // K tap offsets into the padded image of one group
-    // The forward's: channel blocks of kFNR, tiles of kFP output positions.
+    int64_t hp, wp, image;  // padded plane, and its size with the zero slack after it
+    int64_t extended;       // extended positions up to the last output's, (OH − 1)·Wp + OW
+    Vector<int64_t> off;    // K tap offsets into the padded image of one group
+    // The forward's: channel blocks of kFNR, tiles of kFP output positions (of kSPos extended
+    // positions with one output channel per group).
     int64_t ob = 0, tiles = 0;
     Vector<T> wpack;       // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
     Vector<T> bpack;       // [g][ob][kFNR]: bias, 0 past Og (or all 0)
     Vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
+    const T* weight = nullptr;  // with Og = 1, the weights and bias (or nullptr), read in place
+    const T* bias = nullptr;
   };
 
   // The geometry of the padded image; with a weight (the forward) also the packed weights and the
@@ -74,15 +82,26 @@ struct DirectConv {
     const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
     Plan<T> p;
     p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw;
-    // The weight gradient reads runs of NL positions up to NL − 1 past the last output: zero slack.
+    // NOTE: single_tile's loads start at tile + off[k]; with Wp (and so Hp·Wp) a multiple of the
+    // vector, those of the taps j = 0 are aligned, one in KW that does not straddle cache lines.
+    if (weight && Og == 1) p.wp = (p.wp + Vec<T>::kLanes - 1) / Vec<T>::kLanes * Vec<T>::kLanes;
+    // The weight gradient reads runs of NL positions, the one-channel forward tiles of kSPos, up
+    // to a run or tile past the last output, and pad_image stores up to a vector past the plane:
+    // zero slack.
     const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
-    const int64_t extended = (s.oh - 1) * p.wp + s.ow;
-    p.image = std::max(Cg * p.hp * p.wp, last_tap + extended + Vec<T>::kLanes);
+    p.extended = (s.oh - 1) * p.wp + s.ow;
+    p.image = std::max(Cg * p.hp * p.wp + Vec<T>::kLanes,
+                       last_tap + (p.extended + kSPos<T> - 1) / kSPos<T> * kSPos<T>);
     p.off.resize(size_t(K));
     for (int64_t c = 0, k = 0; c < Cg; ++c)
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
     if (!weight) return p;
+    if (Og == 1) {
+      p.weight = weight, p.bias = bias;
+      p.tiles = (p.extended + kSPos<T> - 1) / kSPos<T>;
+      return p;
+    }
     constexpr int NR = kFNR<T>;
     p.ob = (Og + NR - 1) / NR;
     p.tiles = (L + kFP - 1) / kFP;
@@ -104,20 +123,47 @@ struct DirectConv {
     return p;
   }
 
-  // The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack.
+  // ---- Short rows ------------------------------------------------------------------------------
+  // NOTE: image rows are short (MNIST's are 28 values), and a memcpy and two memsets per row cost
+  // more than the row itself; so rows are copied and zeroed in whole vectors, and the zeros may run
+  // up to a vector past the span asked for, into what the caller writes next or its slack.
+
+  // dst[0, n) = src[0, n); for n ≥ NL the last vector overlaps the one before.
+  template <typename T>
+  static void copy_row(T* dst, const T* src, int64_t n) {
+    using V = Vec<T>;
+    constexpr int NL = V::kLanes;
+    if (n < NL) {
+      for (int64_t q = 0; q < n; ++q) dst[q] = src[q];
+      return;
+    }
+    for (int64_t q = 0; q + NL < n; q += NL) V::store(dst + q, V::load(src + q));
+    V::store(dst + n - NL, V::load(src + n - NL));
+  }
+
+  // dst[0, n) = 0, and up to NL − n elements after it. A row's padding is one vector store; only
+  // longer runs (whole padding rows) go to memset.
+  template <typename T>
+  static void zero_run(T* dst, int64_t n) {
+    if (n <= 0) return;
+    Vec<T>::store(dst, Vec<T>::zero());
+    if (n > Vec<T>::kLanes) std::fill(dst + Vec<T>::kLanes, dst + n, T(0));
+  }
+
+  // The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack, in
+  // increasing address order (zero_run's overrun is written over next).
   template <typename T>
   static void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
-    const int64_t Cg = s.cg();
     T* out = xp;
-    for (int64_t c = 0; c < Cg; ++c) {
-      std::fill(out, out + s.ph * p.wp, T(0));
+    for (int64_t c = 0; c < s.cg(); ++c) {
+      zero_run(out, s.ph * p.wp);
       out += s.ph * p.wp;
       for (int64_t h = 0; h < s.h; ++h, out += p.wp) {
-        std::fill(out, out + s.pw, T(0));
-        std::memcpy(out + s.pw, x + (c * s.h + h) * s.w, sizeof(T) * s.w);
-        std::fill(out + s.pw + s.w, out + p.wp, T(0));
+        zero_run(out, s.pw);
+        copy_row(out + s.pw, x + (c * s.h + h) * s.w, s.w);
+        zero_run(out + s.pw + s.w, p.wp - s.pw - s.w);
       }
-      std::fill(out, out + s.ph * p.wp, T(0));
+      zero_run(out, s.ph * p.wp);
       out += s.ph * p.wp;
     }
     std::fill(out, xp + p.image, T(0));
@@ -185,6 +231,38 @@ struct DirectConv {
     }
   }
 
+  // The forward tile of a group with one output channel (the input gradient of a layer with one
+  // input channel, a depthwise convolution), where a channel tile would be 1/kFNR full: extended
+  // positions [t·kSPos, t·kSPos + kSPos), acc[v] = bias + Σ_k xpad[e + v·NL + off[k]]·w[k], so a
+  // tap costs one broadcast for kSV loads and FMAs. The positions past each row's OW are computed
+  // and dropped.
+  template <typename T>
+  static void single_tile(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, const T* w,
+                          T bias, int64_t t) {
+    using V = Vec<T>;
+    using R = typename V::R;
+    constexpr int NL = V::kLanes;
+    const int64_t e0 = t * kSPos<T>, K = s.taps();
+    const int64_t* off = p.off.data();
+    R acc[kSV];
+#pragma GCC unroll 8
+    for (int v = 0; v < kSV; ++v) acc[v] = V::set1(bias);
+    for (int64_t k = 0; k < K; ++k) {
+      const T* xk = xp + e0 + off[k];
+      const R wk = V::bcast(w + k);
+#pragma GCC unroll 8
+      for (int v = 0; v < kSV; ++v) acc[v] = V::fma(V::load(xk + v * NL), wk, acc[v]);
+    }
+    alignas(64) T out[kSPos<T>];
+#pragma GCC unroll 8
+    for (int v = 0; v < kSV; ++v) V::store(out + v * NL, acc[v]);
+    const int64_t e1 = std::min(e0 + kSPos<T>, p.extended);
+    for (int64_t row = e0 / p.wp; row * p.wp < e1; ++row) {  // the outputs of each row it meets
+      const int64_t a = std::max(e0, row * p.wp), b = std::min(e1, row * p.wp + s.ow);
+      if (b > a) copy_row(yg + row * s.ow + (a - row * p.wp), out + (a - e0), b - a);
+    }
+  }
+
   // Tiles [t0, t1) of one image-group, every output channel of the group. Tiles go in chunks whose
   // input rows stay in L2 while every channel block passes over them; a block's weights stream in
   // order from L2 once per tile.
@@ -192,6 +270,11 @@ struct DirectConv {
   static void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
              int64_t t1) {
     const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
+    if (Og == 1) {
+      for (int64_t t = t0; t < t1; ++t)
+        single_tile(yg, xp, p, s, p.weight + g * K, p.bias ? p.bias[g] : T(0), t);
+      return;
+    }
     // ~64 KiB of input per chunk: Cg channels × (chunk / OW + KH·dh) rows of Wp values.
     const int64_t rows = std::max<int64_t>(1, (int64_t{64} << 10) / int64_t(sizeof(T)) /
                                                    std::max<int64_t>(1, s.cg() * p.wp));
@@ -213,16 +296,16 @@ struct DirectConv {
   // run in a fixed order; so every element's sum depends on the shape alone, not on the threads.
   static constexpr int kGO = Isa::kGO, kGK = Isa::kGK;
 
-  // dy of one image-group on the extended positions: (Og, E) with E a multiple of NL.
+  // dy of one image-group on the extended positions: (Og, E) with E a multiple of NL, and a
+  // vector of slack after it for zero_run.
   template <typename T>
   static void extend_dy(T* dyx, const T* dy, const ConvShape& s, int64_t wp, int64_t e_len) {
     for (int64_t o = 0; o < s.og(); ++o) {
       T* row = dyx + o * e_len;
       for (int64_t oh = 0; oh < s.oh; ++oh) {
-        std::memcpy(row + oh * wp, dy + (o * s.oh + oh) * s.ow, sizeof(T) * s.ow);
-        if (oh + 1 < s.oh) std::fill(row + oh * wp + s.ow, row + (oh + 1) * wp, T(0));
+        copy_row(row + oh * wp, dy + (o * s.oh + oh) * s.ow, s.ow);
+        zero_run(row + oh * wp + s.ow, (oh + 1 < s.oh ? (oh + 1) * wp : e_len) - oh * wp - s.ow);
       }
-      std::fill(row + (s.oh - 1) * wp + s.ow, row + e_len, T(0));
     }
   }
 
@@ -294,7 +377,7 @@ struct DirectConv {
       const int64_t ob0 = oblocks * os / osplit, ob1 = oblocks * (os + 1) / osplit;
       const int64_t kb0 = kblocks * ks / ksplit, kb1 = kblocks * (ks + 1) / ksplit;
       T* xp = t_image.get<T>(size_t(p.image));
-      T* dyx = t_dy.get<T>(size_t(Og * e_len));
+      T* dyx = t_dy.get<T>(size_t(Og * e_len + NL));
       T* dwg = dweight + g * Og * K;
       for (int64_t n = 0; n < s.n; ++n) {
         pad_image(xp, x + (n * s.c + g * Cg) * s.h * s.w, s, p);
@@ -316,7 +399,7 @@ struct DirectConv {
                                   const ConvShape& s) {
     const Plan<T> p = make_plan(weight, bias, s);
     const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), L = s.plane(), ng = s.n * G;
-    const double tile_macs = double(Og) * s.taps() * kFP;
+    const double tile_macs = double(s.taps()) * (Og == 1 ? kSPos<T> : Og * kFP);
     const int nt = team_for(ng * p.tiles, tile_macs);
     auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
     auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };

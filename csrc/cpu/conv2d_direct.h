@@ -180,25 +180,33 @@ struct DirectConv {
     const int64_t* e = p.epos.data() + t * kFP;
     const T* x0 = xp + e[0];
     int64_t rel[kFP];  // the positions' distances from the first (kFP − 1 within one output row)
+    bool consecutive = true;
 #pragma GCC unroll 16
-    for (int i = 0; i < kFP; ++i) rel[i] = e[i] - e[0];
+    for (int i = 0; i < kFP; ++i) rel[i] = e[i] - e[0], consecutive &= rel[i] == i;
     R acc[kFP][kFV];
 #pragma GCC unroll 16
     for (int i = 0; i < kFP; ++i)
 #pragma GCC unroll 2
       for (int v = 0; v < kFV; ++v) acc[i][v] = V::load(b + v * NL);
     const int64_t* off = p.off.data();
+    // NOTE: most tiles lie within one output row, their positions consecutive: the loop for them
+    // addresses the input with immediate offsets. Through rel[] it needs an add per broadcast and
+    // more registers than there are, so some of rel[] is reloaded from the stack every step.
+    const auto k_loop = [&](auto consecutive) {
 #pragma GCC unroll 2
-    for (int64_t k = 0; k < K; ++k, w += NR) {
-      const T* xk = x0 + off[k];
-      const R w0 = V::load(w), w1 = V::load(w + NL);
+      for (int64_t k = 0; k < K; ++k, w += NR) {
+        const T* xk = x0 + off[k];
+        const R w0 = V::load(w), w1 = V::load(w + NL);
 #pragma GCC unroll 16
-      for (int i = 0; i < kFP; ++i) {
-        const R xi = V::bcast(xk + rel[i]);
-        acc[i][0] = V::fma(xi, w0, acc[i][0]);
-        acc[i][1] = V::fma(xi, w1, acc[i][1]);
+        for (int i = 0; i < kFP; ++i) {
+          const R xi = V::bcast(xk + (consecutive ? i : rel[i]));
+          acc[i][0] = V::fma(xi, w0, acc[i][0]);
+          acc[i][1] = V::fma(xi, w1, acc[i][1]);
+        }
       }
-    }
+    };
+    if (consecutive) k_loop(std::true_type{});
+    else k_loop(std::false_type{});
     // NOTE: every loop touching acc is unrolled so its indices are constants; a runtime index
     // would make the compiler keep acc in memory and store it on every step of the K loop.
     // Each channel's outputs of the tile are consecutive in its plane.

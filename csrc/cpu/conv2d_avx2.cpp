@@ -13,6 +13,8 @@ struct Avx2 {
   template <typename T>
   using Vec = avx2::Vec<T>;
   static constexpr int kFP = 6, kGO = 4, kGK = 3;
+  // Tap sums: 1 vector × up to 12 taps, 12 accumulators.
+  static constexpr int kZV = 1, kZT = 12;
 
   // Rows r[0..5] of a 6×8 block (rows 6 and 7 taken as zero) transposed: ch[c] lane i = r[i]
   // lane c; lanes 6 and 7 are zero.

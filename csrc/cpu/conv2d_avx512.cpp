@@ -16,6 +16,8 @@ struct Avx512 {
   // 62 ms against 88 for 4 × 3 on 32x64x56x56; with 8 × 3 GCC runs out of pointer registers and
   // reloads dy for every FMA.
   static constexpr int kFP = 12, kGO = 4, kGK = 6;
+  // Tap sums: 2 vectors × up to 12 taps, 24 accumulators.
+  static constexpr int kZV = 2, kZT = 12;
 
   // Rows r[0..11] of a 12×16 block (rows 12-15 taken as zero) transposed: ch[c] lane i = r[i]
   // lane c; lanes 12-15 are zero. 4×4 blocks are transposed within each 128-bit lane, then the

@@ -25,8 +25,9 @@ namespace engine::cpu::detail {
 
 // Isa provides: template <typename T> using Vec (vec_avx2.h's operations); kFP, the output
 // positions of a forward tile (kFP × 2 accumulators, 2 weight vectors and a broadcast fit the
-// registers); kGO × kGK, the weight gradient's tile of output channels × taps; and
-// transpose(rows[kFP], ch[L]) for float: ch[c] lane i = rows[i] lane c, lanes past kFP zero.
+// registers); kGO × kGK, the weight gradient's tile of output channels × taps; kZV × kZT, the
+// tap sums' tile of position vectors × taps; and transpose(rows[kFP], ch[L]) for float: ch[c]
+// lane i = rows[i] lane c, lanes past kFP zero.
 template <class Isa>
 struct DirectConv {
   template <typename T>
@@ -59,6 +60,12 @@ struct DirectConv {
   static constexpr int kSV = 8;
   template <typename T>
   static constexpr int kSPos = kSV * Vec<T>::kLanes;
+  // The tap sums' tile (see tap_sums): kZV vectors (kZPos lanes) of positions × up to kZT taps.
+  static constexpr int kZV = Isa::kZV, kZT = Isa::kZT;
+  template <typename T>
+  static constexpr int kZPos = kZV * Vec<T>::kLanes;
+  // From this many input channels on, one output channel is computed through the tap sums.
+  static constexpr int64_t kZMinChannels = 4;
 
   template <typename T>
   struct Plan {
@@ -73,6 +80,12 @@ struct DirectConv {
     Vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
     const T* weight = nullptr;  // with Og = 1, the weights and bias (or nullptr), read in place
     const T* bias = nullptr;
+    // With Og = 1 and Cg ≥ kZMinChannels, the tap sums z: their plane (Hp·Wp rounded up to a z
+    // tile, 0 when they are not used), KH·KW offsets t·zstride + i·dh·Wp + j·dw, and KH·KW ones
+    // (the weights of the sum over z).
+    int64_t zstride = 0;
+    Vector<int64_t> zoff;
+    Vector<T> ones;
   };
 
   // The geometry of the padded image; with a weight (the forward) also the packed weights and the
@@ -90,8 +103,10 @@ struct DirectConv {
     // zero slack.
     const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
     p.extended = (s.oh - 1) * p.wp + s.ow;
-    p.image = std::max(Cg * p.hp * p.wp + Vec<T>::kLanes,
-                       last_tap + (p.extended + kSPos<T> - 1) / kSPos<T> * kSPos<T>);
+    // The tap sums read each channel's plane in whole z tiles.
+    p.image = std::max({Cg * p.hp * p.wp + Vec<T>::kLanes,
+                        last_tap + (p.extended + kSPos<T> - 1) / kSPos<T> * kSPos<T>,
+                        (Cg - 1) * p.hp * p.wp + (p.hp * p.wp + kZPos<T> - 1) / kZPos<T> * kZPos<T>});
     p.off.resize(size_t(K));
     for (int64_t c = 0, k = 0; c < Cg; ++c)
       for (int64_t i = 0; i < s.kh; ++i)
@@ -100,6 +115,14 @@ struct DirectConv {
     if (Og == 1) {
       p.weight = weight, p.bias = bias;
       p.tiles = (p.extended + kSPos<T> - 1) / kSPos<T>;
+      if (Cg >= kZMinChannels) {
+        const int64_t khw = s.kh * s.kw;
+        p.zstride = (p.hp * p.wp + kZPos<T> - 1) / kZPos<T> * kZPos<T>;
+        p.zoff.resize(size_t(khw));
+        for (int64_t t = 0; t < khw; ++t)
+          p.zoff[size_t(t)] = t * p.zstride + t / s.kw * s.dh * p.wp + t % s.kw * s.dw;
+        p.ones.assign(size_t(khw), T(1));
+      }
       return p;
     }
     constexpr int NR = kFNR<T>;
@@ -239,24 +262,30 @@ struct DirectConv {
     }
   }
 
-  // The forward tile of a group with one output channel (the input gradient of a layer with one
-  // input channel, a depthwise convolution), where a channel tile would be 1/kFNR full: extended
-  // positions [t·kSPos, t·kSPos + kSPos), acc[v] = bias + Σ_k xpad[e + v·NL + off[k]]·w[k], so a
-  // tap costs one broadcast for kSV loads and FMAs. The positions past each row's OW are computed
-  // and dropped.
+  // ---- One output channel per group ----------------------------------------------------------
+  // (The input gradient of a layer with one input channel; a depthwise convolution.) A channel
+  // tile would be 1/kFNR full, so tiles run along the extended positions instead. With few input
+  // channels, directly: y[e] = bias + Σ_k xpad[e + off[k]]·w[k]. With more, the loads of that sum
+  // are mostly unaligned (two cache lines each) and its throughput halves; so first the tap sums
+  // z[t][e] = Σ_c xpad[c, e]·w[c, t] for the KH·KW taps t of a channel, from aligned loads, each
+  // reused for up to kZT taps; then y[e] = bias + Σ_t z[t][e + i·dh·Wp + j·dw], KH·KW loads per
+  // output vector instead of Cg·KH·KW (MNIST's first-layer input gradient: Cg = 32).
+
+  // Extended positions [t·kSPos, t·kSPos + kSPos): acc[v] = bias + Σ_k src[e + v·NL + off[k]]·w[k]
+  // over K terms, one broadcast for kSV loads and FMAs; the positions past each row's OW are
+  // computed and dropped.
   template <typename T>
-  static void single_tile(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, const T* w,
-                          T bias, int64_t t) {
+  static void single_tile(T* yg, const T* src, const int64_t* off, int64_t K, const T* w, T bias,
+                          const Plan<T>& p, const ConvShape& s, int64_t t) {
     using V = Vec<T>;
     using R = typename V::R;
     constexpr int NL = V::kLanes;
-    const int64_t e0 = t * kSPos<T>, K = s.taps();
-    const int64_t* off = p.off.data();
+    const int64_t e0 = t * kSPos<T>;
     R acc[kSV];
 #pragma GCC unroll 8
     for (int v = 0; v < kSV; ++v) acc[v] = V::set1(bias);
     for (int64_t k = 0; k < K; ++k) {
-      const T* xk = xp + e0 + off[k];
+      const T* xk = src + e0 + off[k];
       const R wk = V::bcast(w + k);
 #pragma GCC unroll 8
       for (int v = 0; v < kSV; ++v) acc[v] = V::fma(V::load(xk + v * NL), wk, acc[v]);
@@ -271,16 +300,72 @@ struct DirectConv {
     }
   }
 
-  // Tiles [t0, t1) of one image-group, every output channel of the group. Tiles go in chunks whose
-  // input rows stay in L2 while every channel block passes over them; a block's weights stream in
-  // order from L2 once per tile.
+  // z[t][e] = Σ_c xpad[c, e]·w[c, t] for taps [t0, t0 + NT) and positions [e0, e0 + kZPos):
+  // kZV aligned vectors of positions × NT taps in registers.
+  template <int NT, typename T>
+  static void z_tile(T* z, const T* xp, const Plan<T>& p, int64_t cg, int64_t khw, const T* w,
+                     int64_t t0, int64_t e0) {
+    using V = Vec<T>;
+    using R = typename V::R;
+    constexpr int NL = V::kLanes;
+    const int64_t plane = p.hp * p.wp;
+    R acc[NT][kZV];
+#pragma GCC unroll 16
+    for (int n = 0; n < NT; ++n)
+#pragma GCC unroll 4
+      for (int v = 0; v < kZV; ++v) acc[n][v] = V::zero();
+    for (int64_t c = 0; c < cg; ++c) {
+      const T* xc = xp + c * plane + e0;
+      const T* wc = w + c * khw + t0;
+      R xv[kZV];
+#pragma GCC unroll 4
+      for (int v = 0; v < kZV; ++v) xv[v] = V::load(xc + v * NL);
+#pragma GCC unroll 16
+      for (int n = 0; n < NT; ++n) {
+        const R wn = V::bcast(wc + n);
+#pragma GCC unroll 4
+        for (int v = 0; v < kZV; ++v) acc[n][v] = V::fma(xv[v], wn, acc[n][v]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int n = 0; n < NT; ++n)
+#pragma GCC unroll 4
+      for (int v = 0; v < kZV; ++v) V::store(z + (t0 + n) * p.zstride + e0 + v * NL, acc[n][v]);
+  }
+
+  // z_tile for nt taps, 1 ≤ nt ≤ NT.
+  template <typename T, int NT = kZT>
+  static void z_tile_for(int64_t nt, T* z, const T* xp, const Plan<T>& p, int64_t cg,
+                         int64_t khw, const T* w, int64_t t0, int64_t e0) {
+    if constexpr (NT > 1)
+      if (nt < NT) return z_tile_for<T, NT - 1>(nt, z, xp, p, cg, khw, w, t0, e0);
+    z_tile<NT>(z, xp, p, cg, khw, w, t0, e0);
+  }
+
+  // The tap sums of one image-group (weights w), in taps groups of equal size up to kZT, and a
+  // zero tile after them where single_tile's last tile reads past the last plane.
+  template <typename T>
+  static void tap_sums(T* z, const T* xp, const Plan<T>& p, const ConvShape& s, const T* w) {
+    const int64_t khw = s.kh * s.kw, groups = (khw + kZT - 1) / kZT, per = (khw + groups - 1) / groups;
+    for (int64_t e0 = 0; e0 < p.zstride; e0 += kZPos<T>)
+      for (int64_t t0 = 0; t0 < khw; t0 += per)
+        z_tile_for<T>(std::min(per, khw - t0), z, xp, p, s.cg(), khw, w, t0, e0);
+    std::fill(z + khw * p.zstride, z + khw * p.zstride + kSPos<T>, T(0));
+  }
+
+  // Tiles [t0, t1) of one image-group, every output channel of the group, from its padded image xp
+  // (or, with one output channel and p.zstride, its tap sums). Tiles go in chunks whose input rows
+  // stay in L2 while every channel block passes over them; a block's weights stream in order from
+  // L2 once per tile.
   template <typename T>
   static void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
              int64_t t1) {
     const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
     if (Og == 1) {
+      const T bias = p.bias ? p.bias[g] : T(0);
       for (int64_t t = t0; t < t1; ++t)
-        single_tile(yg, xp, p, s, p.weight + g * K, p.bias ? p.bias[g] : T(0), t);
+        if (p.zstride) single_tile(yg, xp, p.zoff.data(), s.kh * s.kw, p.ones.data(), bias, p, s, t);
+        else single_tile(yg, xp, p.off.data(), K, p.weight + g * K, bias, p, s, t);
       return;
     }
     // ~64 KiB of input per chunk: Cg channels × (chunk / OW + KH·dh) rows of Wp values.
@@ -354,7 +439,7 @@ struct DirectConv {
         if (a < orows && b < krows) dw[a * ldw + b] += V::hsum(acc[a][b]);
   }
 
-  static inline thread_local Workspace t_image, t_dy;
+  static inline thread_local Workspace t_image, t_dy, t_sums;
 
   template <typename T>
   static void grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
@@ -411,22 +496,26 @@ struct DirectConv {
     const int nt = team_for(ng * p.tiles, tile_macs);
     auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
     auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };
+    // What the tiles of an image-group read: its padded image, or the tap sums of that.
+    auto source = [&](int64_t it) -> const T* {
+      T* xp = t_image.get<T>(size_t(p.image));
+      pad_image(xp, image(it), s, p);
+      if (!p.zstride) return xp;
+      T* z = t_sums.get<T>(size_t(s.kh * s.kw * p.zstride + kSPos<T>));
+      tap_sums(z, xp, p, s, weight + it % G * s.taps());
+      return z;
+    };
     if (ng >= nt) {  // whole image-groups per thread
-      run_items(nt, ng, [&](int64_t it, int) {
-        T* xp = t_image.get<T>(size_t(p.image));
-        pad_image(xp, image(it), s, p);
-        tiles(out(it), xp, p, s, it % G, 0, p.tiles);
-      });
+      run_items(nt, ng, [&](int64_t it, int) { tiles(out(it), source(it), p, s, it % G, 0, p.tiles); });
       return;
     }
     // Fewer image-groups than threads: the team shares the tiles of each one.
-    T* xp = t_image.get<T>(size_t(p.image));
     for (int64_t it = 0; it < ng; ++it) {
-      pad_image(xp, image(it), s, p);
+      const T* src = source(it);
       const int64_t chunk = std::max<int64_t>(1, p.tiles / (4 * nt));
       const int64_t chunks = (p.tiles + chunk - 1) / chunk;
       run_items(std::min<int64_t>(nt, chunks), chunks, [&](int64_t c, int) {
-        tiles(out(it), xp, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
+        tiles(out(it), src, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
       });
     }
   }

@@ -37,6 +37,9 @@ CASES = [
     (1, 3, 4, 40, 6, 1, 3, (3, 1), (0, 1), (1, 1), 1),      # stride larger than the kernel
     (2, 3, 21, 37, 1, 3, 2, (1, 1), (2, 1), (2, 3), 1),     # one output channel, several tiles
     (2, 6, 19, 23, 6, 5, 3, (1, 1), (2, 0), (1, 2), 6),     # depthwise, dilated, several tiles
+    (2, 5, 12, 17, 1, 3, 3, (1, 1), (1, 1), (1, 2), 1),     # one output channel from 4+ inputs
+    (1, 6, 11, 9, 1, 5, 5, (1, 1), (2, 2), (1, 1), 1),      # ... 25 taps, in three tap groups
+    (2, 1, 15, 13, 5, 5, 5, (1, 1), (3, 3), (2, 2), 1),     # one input channel, 5 outputs, dilated
 ]
 
 
@@ -130,7 +133,7 @@ def test_conv2d_zero_sizes(case, path):
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[9], CASES[10], CASES[14], CASES[2],
-                                  CASES[16], CASES[17],
+                                  CASES[16], CASES[17], CASES[19], CASES[20],
                                   (1, 3, 40, 37, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1)], ids=case_id)
 def test_conv2d_same_bits_for_1_and_2_threads(case, path, threads):
     """Every output element is summed by one thread in a fixed order (the weight gradient splits

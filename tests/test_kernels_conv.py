@@ -195,6 +195,21 @@ def test_conv2d_nan_and_inf_propagate(path):
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_grad_weight_inf_where_no_tap_reads_it(path, dtype):
+    """x[.., 0, 3] of a 5×5 plane is read by taps (0, 1) and (0, 2) alone: the other taps' weight
+    gradients stay finite (and equal the reference), however the kernel lays out its sums."""
+    x = np.random.default_rng(9).standard_normal((2, 2, 5, 5)).astype(dtype)
+    x[1, 0, 0, 3] = np.inf
+    dy = np.random.default_rng(10).standard_normal((2, 3, 3, 3)).astype(dtype)
+    args = ((1, 1), (0, 0), (1, 1), 1)
+    got = native.conv2d_grad_weight(dy, x, (3, 2, 3, 3), *args)
+    want = ref.conv2d_grad_weight(dy, x, (3, 2, 3, 3), *args)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
 # ---- conv2d errors -------------------------------------------------------------------------------
 def _x(shape=(2, 4, 8, 8), dtype=np.float32):
     return np.zeros(shape, dtype)

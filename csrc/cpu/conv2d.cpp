@@ -31,10 +31,11 @@ void forward_direct(T* y, const T* x, const T* weight, const T* bias, const Conv
   else detail::conv2d_forward_direct_avx2(y, x, weight, bias, s);
 }
 
+// False where x holds an inf or a NaN, which the direct weight gradient does not take.
 template <typename T>
-void grad_weight_direct(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  if (g_path.get() == Isa::avx512) detail::conv2d_grad_weight_direct_avx512(dweight, dy, x, s);
-  else detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
+bool grad_weight_direct(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  if (g_path.get() == Isa::avx512) return detail::conv2d_grad_weight_direct_avx512(dweight, dy, x, s);
+  return detail::conv2d_grad_weight_direct_avx2(dweight, dy, x, s);
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -262,8 +263,8 @@ void conv2d_grad_input(T* dx, const T* dy, const T* weight, const ConvShape& s) 
 
 template <typename T>
 void conv2d_grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  if (s.sh == 1 && s.sw == 1 && use_direct() && s.plane() > 0)
-    return grad_weight_direct(dweight, dy, x, s);
+  if (s.sh == 1 && s.sw == 1 && use_direct() && s.plane() > 0 && grad_weight_direct(dweight, dy, x, s))
+    return;
   grad_weight_panels(dweight, dy, x, s);
 }
 

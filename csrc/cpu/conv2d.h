@@ -57,17 +57,18 @@ void conv2d_use_path(const std::string& path);
 
 namespace detail {
 // The direct kernels (conv2d_direct.h): stride 1, any padding, dilation and groups; bias may be
-// nullptr. The avx2 ones (conv2d_avx2.cpp) need cpu_has_avx2_fma(), the avx512 ones
+// nullptr. The weight gradients return false, having left dweight unspecified, where x holds an
+// inf or a NaN (their sums would meet it where a correct one does not). The avx2 ones (conv2d_avx2.cpp) need cpu_has_avx2_fma(), the avx512 ones
 // (conv2d_avx512.cpp) cpu_has_avx512().
 template <typename T>
 void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias,
                                 const ConvShape& s);
 template <typename T>
-void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s);
+bool conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s);
 template <typename T>
 void conv2d_forward_direct_avx512(T* y, const T* x, const T* weight, const T* bias,
                                   const ConvShape& s);
 template <typename T>
-void conv2d_grad_weight_direct_avx512(T* dweight, const T* dy, const T* x, const ConvShape& s);
+bool conv2d_grad_weight_direct_avx512(T* dweight, const T* dy, const T* x, const ConvShape& s);
 }  // namespace detail
 }  // namespace engine::cpu

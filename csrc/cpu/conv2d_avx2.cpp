@@ -47,17 +47,17 @@ void conv2d_forward_direct_avx2(T* y, const T* x, const T* weight, const T* bias
 }
 
 template <typename T>
-void conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  DirectConv<Avx2>::grad_weight(dweight, dy, x, s);
+bool conv2d_grad_weight_direct_avx2(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  return DirectConv<Avx2>::grad_weight(dweight, dy, x, s);
 }
 
 template void conv2d_forward_direct_avx2<float>(float*, const float*, const float*, const float*,
                                                 const ConvShape&);
 template void conv2d_forward_direct_avx2<double>(double*, const double*, const double*,
                                                  const double*, const ConvShape&);
-template void conv2d_grad_weight_direct_avx2<float>(float*, const float*, const float*,
+template bool conv2d_grad_weight_direct_avx2<float>(float*, const float*, const float*,
                                                     const ConvShape&);
-template void conv2d_grad_weight_direct_avx2<double>(double*, const double*, const double*,
+template bool conv2d_grad_weight_direct_avx2<double>(double*, const double*, const double*,
                                                      const ConvShape&);
 
 }  // namespace engine::cpu::detail

@@ -62,17 +62,17 @@ void conv2d_forward_direct_avx512(T* y, const T* x, const T* weight, const T* bi
 }
 
 template <typename T>
-void conv2d_grad_weight_direct_avx512(T* dweight, const T* dy, const T* x, const ConvShape& s) {
-  DirectConv<Avx512>::grad_weight(dweight, dy, x, s);
+bool conv2d_grad_weight_direct_avx512(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  return DirectConv<Avx512>::grad_weight(dweight, dy, x, s);
 }
 
 template void conv2d_forward_direct_avx512<float>(float*, const float*, const float*,
                                                   const float*, const ConvShape&);
 template void conv2d_forward_direct_avx512<double>(double*, const double*, const double*,
                                                    const double*, const ConvShape&);
-template void conv2d_grad_weight_direct_avx512<float>(float*, const float*, const float*,
+template bool conv2d_grad_weight_direct_avx512<float>(float*, const float*, const float*,
                                                       const ConvShape&);
-template void conv2d_grad_weight_direct_avx512<double>(double*, const double*, const double*,
+template bool conv2d_grad_weight_direct_avx512<double>(double*, const double*, const double*,
                                                        const ConvShape&);
 
 }  // namespace engine::cpu::detail

@@ -450,13 +450,28 @@ struct DirectConv {
 
   static inline thread_local Workspace t_image, t_dy, t_sums;
 
+  // Whether every value of p[0, n) is finite: x·0 is 0 for those and NaN for an inf or a NaN.
   template <typename T>
-  static void grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
+  static bool all_finite(const T* p, int64_t n) {
+    using V = Vec<T>;
+    typename V::R acc = V::zero();
+    int64_t q = 0;
+    for (; q + V::kLanes <= n; q += V::kLanes) acc = V::add(acc, V::mul(V::load(p + q), V::zero()));
+    T rest = 0;
+    for (; q < n; ++q) rest += p[q] * T(0);
+    return V::hsum(acc) + rest == T(0);
+  }
+
+  // False, with dweight unspecified, where x holds an inf or a NaN: the zeros of dy on the
+  // extended positions past each row's OW meet real values of x there, which a correct sum never
+  // multiplies (0·inf would make NaN of a finite element); the caller takes another path then.
+  template <typename T>
+  static bool grad_weight(T* dweight, const T* dy, const T* x, const ConvShape& s) {
     constexpr int NL = Vec<T>::kLanes;
     const Plan<T> p = make_plan<T>(nullptr, nullptr, s);
     const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
     std::fill(dweight, dweight + s.o * K, T(0));
-    if (s.n == 0 || K == 0 || Og == 0) return;
+    if (s.n == 0 || K == 0 || Og == 0) return true;
     const int64_t e_len = ((s.oh - 1) * p.wp + s.ow + NL - 1) / NL * NL;
     const int64_t oblocks = (Og + kGO - 1) / kGO, kblocks = (K + kGK - 1) / kGK;
     // Owners of disjoint blocks of dweight: split the taps when there are enough, else the output
@@ -482,6 +497,7 @@ struct DirectConv {
         std::min(kMaxImages, s.n));
     const int64_t dyx_stride = kGO * e_len;
     const int nt = team_for(items, double(s.n) * Og * K * L / items);
+    Vector<char> finite(size_t(items), 1);  // per item, so no two threads write one flag
     run_items(nt, items, [&](int64_t it, int) {
       const int64_t os = it % osplit, ks = it / osplit % ksplit, g = it / osplit / ksplit;
       const int64_t ob0 = oblocks * os / osplit, ob1 = oblocks * (os + 1) / osplit;
@@ -493,6 +509,10 @@ struct DirectConv {
         const int64_t m = std::min(images, s.n - n0);
         for (int64_t i = 0; i < m; ++i)
           pad_image(xp + i * p.image, x + ((n0 + i) * s.c + g * Cg) * s.h * s.w, s, p);
+        if (!all_finite(xp, m * p.image)) {
+          finite[size_t(it)] = 0;
+          return;
+        }
         for (int64_t ob = ob0; ob < ob1; ++ob) {
           // Only this thread's channels of dy are extended, a block at a time just before its
           // tiles: the hardware prefetcher streams the next block's rows in meanwhile (extended
@@ -509,6 +529,9 @@ struct DirectConv {
         }
       }
     });
+    for (const char ok : finite)
+      if (!ok) return false;
+    return true;
   }
 
   template <typename T>

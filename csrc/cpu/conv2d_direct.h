@@ -51,6 +51,9 @@ struct DirectConv {
   template <typename U>
   using Vector = std::vector<U, Allocator<U>>;
 
+  static constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+  static constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
   // The forward register tile: kFP output positions × kFV vectors (kFNR lanes) of output channels.
   static constexpr int kFP = Isa::kFP, kFV = 2;
   template <typename T>
@@ -97,7 +100,7 @@ struct DirectConv {
     p.hp = s.h + 2 * s.ph, p.wp = s.w + 2 * s.pw;
     // NOTE: single_tile's loads start at tile + off[k]; with Wp (and so Hp·Wp) a multiple of the
     // vector, those of the taps j = 0 are aligned, one in KW that does not straddle cache lines.
-    if (weight && Og == 1) p.wp = (p.wp + Vec<T>::kLanes - 1) / Vec<T>::kLanes * Vec<T>::kLanes;
+    if (weight && Og == 1) p.wp = round_up(p.wp, Vec<T>::kLanes);
     // The weight gradient reads runs of NL positions, the one-channel forward tiles of kSPos, up
     // to a run or tile past the last output, and pad_image stores up to a vector past the plane:
     // zero slack.
@@ -105,8 +108,8 @@ struct DirectConv {
     p.extended = (s.oh - 1) * p.wp + s.ow;
     // The tap sums read each channel's plane in whole z tiles.
     p.image = std::max({Cg * p.hp * p.wp + Vec<T>::kLanes,
-                        last_tap + (p.extended + kSPos<T> - 1) / kSPos<T> * kSPos<T>,
-                        (Cg - 1) * p.hp * p.wp + (p.hp * p.wp + kZPos<T> - 1) / kZPos<T> * kZPos<T>});
+                        last_tap + round_up(p.extended, kSPos<T>),
+                        (Cg - 1) * p.hp * p.wp + round_up(p.hp * p.wp, kZPos<T>)});
     p.off.resize(size_t(K));
     for (int64_t c = 0, k = 0; c < Cg; ++c)
       for (int64_t i = 0; i < s.kh; ++i)
@@ -114,10 +117,10 @@ struct DirectConv {
     if (!weight) return p;
     if (Og == 1) {
       p.weight = weight, p.bias = bias;
-      p.tiles = (p.extended + kSPos<T> - 1) / kSPos<T>;
+      p.tiles = ceil_div(p.extended, kSPos<T>);
       if (Cg >= kZMinChannels) {
         const int64_t khw = s.kh * s.kw;
-        p.zstride = (p.hp * p.wp + kZPos<T> - 1) / kZPos<T> * kZPos<T>;
+        p.zstride = round_up(p.hp * p.wp, kZPos<T>);
         p.zoff.resize(size_t(khw));
         for (int64_t t = 0; t < khw; ++t)
           p.zoff[size_t(t)] = t * p.zstride + t / s.kw * s.dh * p.wp + t % s.kw * s.dw;
@@ -126,8 +129,8 @@ struct DirectConv {
       return p;
     }
     constexpr int NR = kFNR<T>;
-    p.ob = (Og + NR - 1) / NR;
-    p.tiles = (L + kFP - 1) / kFP;
+    p.ob = ceil_div(Og, NR);
+    p.tiles = ceil_div(L, kFP);
     p.wpack.assign(size_t(G * p.ob * K * NR), T(0));
     p.bpack.assign(size_t(G * p.ob * NR), T(0));
     for (int64_t g = 0; g < G; ++g)
@@ -346,7 +349,7 @@ struct DirectConv {
   // zero tile after them where single_tile's last tile reads past the last plane.
   template <typename T>
   static void tap_sums(T* z, const T* xp, const Plan<T>& p, const ConvShape& s, const T* w) {
-    const int64_t khw = s.kh * s.kw, groups = (khw + kZT - 1) / kZT, per = (khw + groups - 1) / groups;
+    const int64_t khw = s.kh * s.kw, groups = ceil_div(khw, kZT), per = ceil_div(khw, groups);
     for (int64_t e0 = 0; e0 < p.zstride; e0 += kZPos<T>)
       for (int64_t t0 = 0; t0 < khw; t0 += per)
         z_tile_for<T>(std::min(per, khw - t0), z, xp, p, s.cg(), khw, w, t0, e0);
@@ -472,8 +475,8 @@ struct DirectConv {
     const int64_t G = s.groups, Cg = s.cg(), Og = s.og(), K = s.taps(), L = s.plane();
     std::fill(dweight, dweight + s.o * K, T(0));
     if (s.n == 0 || K == 0 || Og == 0) return true;
-    const int64_t e_len = ((s.oh - 1) * p.wp + s.ow + NL - 1) / NL * NL;
-    const int64_t oblocks = (Og + kGO - 1) / kGO, kblocks = (K + kGK - 1) / kGK;
+    const int64_t e_len = round_up(p.extended, NL);
+    const int64_t oblocks = ceil_div(Og, kGO), kblocks = ceil_div(K, kGK);
     // Owners of disjoint blocks of dweight: split the taps when there are enough, else the output
     // channels. The split is by the machine's thread count but changes no result bit.
     const int64_t want = std::max<int64_t>(1, (max_threads() + G - 1) / G);
@@ -560,7 +563,7 @@ struct DirectConv {
     for (int64_t it = 0; it < ng; ++it) {
       const T* src = source(it);
       const int64_t chunk = std::max<int64_t>(1, p.tiles / (4 * nt));
-      const int64_t chunks = (p.tiles + chunk - 1) / chunk;
+      const int64_t chunks = ceil_div(p.tiles, chunk);
       run_items(std::min<int64_t>(nt, chunks), chunks, [&](int64_t c, int) {
         tiles(out(it), src, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
       });

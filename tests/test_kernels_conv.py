@@ -40,6 +40,7 @@ CASES = [
     (2, 5, 12, 17, 1, 3, 3, (1, 1), (1, 1), (1, 2), 1),     # one output channel from 4+ inputs
     (1, 6, 11, 9, 1, 5, 5, (1, 1), (2, 2), (1, 1), 1),      # ... 25 taps, in three tap groups
     (2, 1, 15, 13, 5, 5, 5, (1, 1), (3, 3), (2, 2), 1),     # one input channel, 5 outputs, dilated
+    (3, 4, 3, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1), 1),       # one output channel, plane < a tap-sum tile
 ]
 
 

@@ -83,10 +83,10 @@ struct DirectConv {
     Vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
     const T* weight = nullptr;  // with Og = 1, the weights and bias (or nullptr), read in place
     const T* bias = nullptr;
-    // With Og = 1 and Cg ≥ kZMinChannels, the tap sums z: their plane (Hp·Wp rounded up to a z
-    // tile, 0 when they are not used), KH·KW offsets t·zstride + i·dh·Wp + j·dw, and KH·KW ones
-    // (the weights of the sum over z).
-    int64_t zstride = 0;
+    // With Og = 1 and Cg ≥ kZMinChannels, the tap sums z: their padded plane (Hp·Wp, 0 when they
+    // are not used) and the unpadded one they are first computed on (H·W rounded up to a z tile),
+    // KH·KW offsets t·zstride + i·dh·Wp + j·dw, and KH·KW ones (the weights of the sum over z).
+    int64_t zstride = 0, zraw = 0;
     Vector<int64_t> zoff;
     Vector<T> ones;
   };
@@ -106,10 +106,7 @@ struct DirectConv {
     // zero slack.
     const int64_t last_tap = (Cg - 1) * p.hp * p.wp + (s.kh - 1) * s.dh * p.wp + (s.kw - 1) * s.dw;
     p.extended = (s.oh - 1) * p.wp + s.ow;
-    // The tap sums read each channel's plane in whole z tiles.
-    p.image = std::max({Cg * p.hp * p.wp + Vec<T>::kLanes,
-                        last_tap + round_up(p.extended, kSPos<T>),
-                        (Cg - 1) * p.hp * p.wp + round_up(p.hp * p.wp, kZPos<T>)});
+    p.image = std::max(Cg * p.hp * p.wp + Vec<T>::kLanes, last_tap + round_up(p.extended, kSPos<T>));
     p.off.resize(size_t(K));
     for (int64_t c = 0, k = 0; c < Cg; ++c)
       for (int64_t i = 0; i < s.kh; ++i)
@@ -120,7 +117,8 @@ struct DirectConv {
       p.tiles = ceil_div(p.extended, kSPos<T>);
       if (Cg >= kZMinChannels) {
         const int64_t khw = s.kh * s.kw;
-        p.zstride = round_up(p.hp * p.wp, kZPos<T>);
+        p.zstride = p.hp * p.wp;
+        p.zraw = round_up(s.h * s.w, kZPos<T>);
         p.zoff.resize(size_t(khw));
         for (int64_t t = 0; t < khw; ++t)
           p.zoff[size_t(t)] = t * p.zstride + t / s.kw * s.dh * p.wp + t % s.kw * s.dw;
@@ -176,23 +174,29 @@ struct DirectConv {
     if (n > Vec<T>::kLanes) std::fill(dst + Vec<T>::kLanes, dst + n, T(0));
   }
 
-  // The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack, in
-  // increasing address order (zero_run's overrun is written over next).
+  // `planes` planes of H×W, src_stride apart, copied into zero-padded (Hp, Wp) planes from out on,
+  // in increasing address order (zero_run's overrun is written over next); returns their end.
+  template <typename T>
+  static T* pad_planes(T* out, const T* src, int64_t planes, int64_t src_stride, const ConvShape& s,
+                       int64_t wp) {
+    for (int64_t c = 0; c < planes; ++c) {
+      zero_run(out, s.ph * wp);
+      out += s.ph * wp;
+      for (int64_t h = 0; h < s.h; ++h, out += wp) {
+        zero_run(out, s.pw);
+        copy_row(out + s.pw, src + c * src_stride + h * s.w, s.w);
+        zero_run(out + s.pw + s.w, wp - s.pw - s.w);
+      }
+      zero_run(out, s.ph * wp);
+      out += s.ph * wp;
+    }
+    return out;
+  }
+
+  // The image-group's channels copied into a zero-padded (Cg, Hp, Wp) plane plus zero slack.
   template <typename T>
   static void pad_image(T* xp, const T* x, const ConvShape& s, const Plan<T>& p) {
-    T* out = xp;
-    for (int64_t c = 0; c < s.cg(); ++c) {
-      zero_run(out, s.ph * p.wp);
-      out += s.ph * p.wp;
-      for (int64_t h = 0; h < s.h; ++h, out += p.wp) {
-        zero_run(out, s.pw);
-        copy_row(out + s.pw, x + (c * s.h + h) * s.w, s.w);
-        zero_run(out + s.pw + s.w, p.wp - s.pw - s.w);
-      }
-      zero_run(out, s.ph * p.wp);
-      out += s.ph * p.wp;
-    }
-    std::fill(out, xp + p.image, T(0));
+    std::fill(pad_planes(xp, x, s.cg(), s.h * s.w, s, p.wp), xp + p.image, T(0));
   }
 
   // One tile: outputs [t·kFP, t·kFP + kFP) ∩ [0, L) of channels ob·kFNR.. (`rows` of them) of the
@@ -270,9 +274,10 @@ struct DirectConv {
   // tile would be 1/kFNR full, so tiles run along the extended positions instead. With few input
   // channels, directly: y[e] = bias + Σ_k xpad[e + off[k]]·w[k]. With more, the loads of that sum
   // are mostly unaligned (two cache lines each) and its throughput halves; so first the tap sums
-  // z[t][e] = Σ_c xpad[c, e]·w[c, t] for the KH·KW taps t of a channel, from aligned loads, each
-  // reused for up to kZT taps; then y[e] = bias + Σ_t z[t][e + i·dh·Wp + j·dw], KH·KW loads per
-  // output vector instead of Cg·KH·KW (MNIST's first-layer input gradient: Cg = 32).
+  // z[t] = Σ_c x[c]·w[c, t] for the KH·KW taps t of a channel, each load reused for up to kZT
+  // taps, on the unpadded planes, and z padded; then y[e] = bias + Σ_t zpad[t][e + i·dh·Wp + j·dw],
+  // KH·KW loads per output vector instead of Cg·KH·KW (MNIST's first-layer input gradient:
+  // Cg = 32; padding its 32 planes of dy instead of 9 of z took half the time).
 
   // Extended positions [t·kSPos, t·kSPos + kSPos): acc[v] = bias + Σ_k src[e + v·NL + off[k]]·w[k]
   // over K terms, one broadcast for kSV loads and FMAs; the positions past each row's OW are
@@ -303,26 +308,34 @@ struct DirectConv {
     }
   }
 
-  // z[t][e] = Σ_c xpad[c, e]·w[c, t] for taps [t0, t0 + NT) and positions [e0, e0 + kZPos):
-  // kZV aligned vectors of positions × NT taps in registers.
+  // z[t][u] = Σ_c x[c, u]·w[c, t] for taps [t0, t0 + NT) and kZPos positions u of the unpadded
+  // planes: kZV vectors of positions × NT taps in registers. x and z point at the tile's first
+  // position; x's channels are `cstride` apart, z's planes p.zraw.
   template <int NT, typename T>
-  static void z_tile(T* z, const T* xp, const Plan<T>& p, int64_t cg, int64_t khw, const T* w,
-                     int64_t t0, int64_t e0) {
+  static void z_tile(T* z, const T* x, int64_t cstride, const Plan<T>& p, int64_t cg, int64_t khw,
+                     const T* w, int64_t t0) {
+    // NOTE: the channels of a tile are far apart (an image plane each), too many streams for the
+    // hardware prefetcher to keep ahead of; asking for each 256 bytes ahead (2 tiles of floats
+    // with AVX-512) measured 1.22x on MNIST's first-layer input gradient (128 and 1024 bytes:
+    // slower than 256).
+    constexpr int64_t ahead = 256 / int64_t(sizeof(T));
     using V = Vec<T>;
     using R = typename V::R;
     constexpr int NL = V::kLanes;
-    const int64_t plane = p.hp * p.wp;
     R acc[NT][kZV];
 #pragma GCC unroll 16
     for (int n = 0; n < NT; ++n)
 #pragma GCC unroll 4
       for (int v = 0; v < kZV; ++v) acc[n][v] = V::zero();
     for (int64_t c = 0; c < cg; ++c) {
-      const T* xc = xp + c * plane + e0;
+      const T* xc = x + c * cstride;
       const T* wc = w + c * khw + t0;
       R xv[kZV];
 #pragma GCC unroll 4
-      for (int v = 0; v < kZV; ++v) xv[v] = V::load(xc + v * NL);
+      for (int v = 0; v < kZV; ++v) {
+        __builtin_prefetch(xc + v * NL + ahead);
+        xv[v] = V::load(xc + v * NL);
+      }
 #pragma GCC unroll 16
       for (int n = 0; n < NT; ++n) {
         const R wn = V::bcast(wc + n);
@@ -333,27 +346,43 @@ struct DirectConv {
 #pragma GCC unroll 16
     for (int n = 0; n < NT; ++n)
 #pragma GCC unroll 4
-      for (int v = 0; v < kZV; ++v) V::store(z + (t0 + n) * p.zstride + e0 + v * NL, acc[n][v]);
+      for (int v = 0; v < kZV; ++v) V::store(z + (t0 + n) * p.zraw + v * NL, acc[n][v]);
   }
 
   // z_tile for nt taps, 1 ≤ nt ≤ NT.
   template <typename T, int NT = kZT>
-  static void z_tile_for(int64_t nt, T* z, const T* xp, const Plan<T>& p, int64_t cg,
-                         int64_t khw, const T* w, int64_t t0, int64_t e0) {
+  static void z_tile_for(int64_t nt, T* z, const T* x, int64_t cstride, const Plan<T>& p,
+                         int64_t cg, int64_t khw, const T* w, int64_t t0) {
     if constexpr (NT > 1)
-      if (nt < NT) return z_tile_for<T, NT - 1>(nt, z, xp, p, cg, khw, w, t0, e0);
-    z_tile<NT>(z, xp, p, cg, khw, w, t0, e0);
+      if (nt < NT) return z_tile_for<T, NT - 1>(nt, z, x, cstride, p, cg, khw, w, t0);
+    z_tile<NT>(z, x, cstride, p, cg, khw, w, t0);
   }
 
-  // The tap sums of one image-group (weights w), in taps groups of equal size up to kZT, and a
-  // zero tile after them where single_tile's last tile reads past the last plane.
+  // The tap sums of one image-group x (weights w) into z: first on the unpadded planes (zr, whose
+  // loads straddle cache lines but are few: kZV per kZV·kZT FMAs), in tap groups of equal size up
+  // to kZT; then padded, KH·KW planes instead of the Cg of the image, with a zero tile after them
+  // where single_tile's last tile reads past the last plane. The last, partial tile of positions
+  // reads a zero-filled copy (tail, Cg·kZPos), never past the end of x.
   template <typename T>
-  static void tap_sums(T* z, const T* xp, const Plan<T>& p, const ConvShape& s, const T* w) {
+  static void tap_sums(T* z, T* zr, T* tail, const T* x, const Plan<T>& p, const ConvShape& s,
+                       const T* w) {
     const int64_t khw = s.kh * s.kw, groups = ceil_div(khw, kZT), per = ceil_div(khw, groups);
-    for (int64_t e0 = 0; e0 < p.zstride; e0 += kZPos<T>)
+    const int64_t cg = s.cg(), hw = s.h * s.w;
+    for (int64_t u0 = 0; u0 < hw; u0 += kZPos<T>) {
+      const T* xt = x + u0;
+      int64_t cstride = hw;
+      if (u0 + kZPos<T> > hw) {
+        for (int64_t c = 0; c < cg; ++c) {
+          std::copy(x + c * hw + u0, x + (c + 1) * hw, tail + c * kZPos<T>);
+          std::fill(tail + c * kZPos<T> + hw - u0, tail + (c + 1) * kZPos<T>, T(0));
+        }
+        xt = tail, cstride = kZPos<T>;
+      }
       for (int64_t t0 = 0; t0 < khw; t0 += per)
-        z_tile_for<T>(std::min(per, khw - t0), z, xp, p, s.cg(), khw, w, t0, e0);
-    std::fill(z + khw * p.zstride, z + khw * p.zstride + kSPos<T>, T(0));
+        z_tile_for<T>(std::min(per, khw - t0), zr + u0, xt, cstride, p, cg, khw, w, t0);
+    }
+    T* end = pad_planes(z, zr, khw, p.zraw, s, p.wp);
+    std::fill(end, end + kSPos<T>, T(0));
   }
 
   // Tiles [t0, t1) of one image-group, every output channel of the group, from its padded image xp
@@ -546,14 +575,18 @@ struct DirectConv {
     const int nt = team_for(ng * p.tiles, tile_macs);
     auto image = [&](int64_t it) { return x + (it / G * s.c + it % G * Cg) * s.h * s.w; };
     auto out = [&](int64_t it) { return y + (it / G * s.o + it % G * Og) * L; };
-    // What the tiles of an image-group read: its padded image, or the tap sums of that.
+    // What the tiles of an image-group read: its padded image, or its padded tap sums.
     auto source = [&](int64_t it) -> const T* {
+      if (p.zstride) {
+        const int64_t khw = s.kh * s.kw;
+        T* z = t_sums.get<T>(size_t(khw * p.zstride + kSPos<T>));
+        T* zr = t_image.get<T>(size_t(khw * p.zraw + Cg * kZPos<T>));
+        tap_sums(z, zr, zr + khw * p.zraw, image(it), p, s, weight + it % G * s.taps());
+        return z;
+      }
       T* xp = t_image.get<T>(size_t(p.image));
       pad_image(xp, image(it), s, p);
-      if (!p.zstride) return xp;
-      T* z = t_sums.get<T>(size_t(s.kh * s.kw * p.zstride + kSPos<T>));
-      tap_sums(z, xp, p, s, weight + it % G * s.taps());
-      return z;
+      return xp;
     };
     if (ng >= nt) {  // whole image-groups per thread
       run_items(nt, ng, [&](int64_t it, int) { tiles(out(it), source(it), p, s, it % G, 0, p.tiles); });

@@ -41,6 +41,7 @@ CASES = [
     (1, 6, 11, 9, 1, 5, 5, (1, 1), (2, 2), (1, 1), 1),      # ... 25 taps, in three tap groups
     (2, 1, 15, 13, 5, 5, 5, (1, 1), (3, 3), (2, 2), 1),     # one input channel, 5 outputs, dilated
     (3, 4, 3, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1), 1),       # one output channel, plane < a tap-sum tile
+    (2, 2, 10, 37, 12, 3, 3, (1, 1), (1, 2), (2, 1), 2),    # few taps (by rows), Og = 6, rows of 39
 ]
 
 

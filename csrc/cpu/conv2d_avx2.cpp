@@ -13,6 +13,8 @@ struct Avx2 {
   template <typename T>
   using Vec = avx2::Vec<T>;
   static constexpr int kFP = 6, kGO = 4, kGK = 3;
+  // Few-tap forward rows: up to 10 input vectors held, 4 accumulators and a broadcast.
+  static constexpr int kRT = 10;
   // Tap sums: 1 vector × up to 12 taps, 12 accumulators.
   static constexpr int kZV = 1, kZT = 12;
 

@@ -16,6 +16,8 @@ struct Avx512 {
   // 62 ms against 88 for 4 × 3 on 32x64x56x56; with 8 × 3 GCC runs out of pointer registers and
   // reloads dy for every FMA.
   static constexpr int kFP = 12, kGO = 4, kGK = 6;
+  // Few-tap forward rows: up to 24 input vectors held, 4 accumulators and a broadcast.
+  static constexpr int kRT = 24;
   // Tap sums: 2 vectors × up to 12 taps, 24 accumulators.
   static constexpr int kZV = 2, kZT = 12;
 

@@ -42,6 +42,7 @@ CASES = [
     (2, 1, 15, 13, 5, 5, 5, (1, 1), (3, 3), (2, 2), 1),     # one input channel, 5 outputs, dilated
     (3, 4, 3, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1), 1),       # one output channel, plane < a tap-sum tile
     (2, 2, 10, 37, 12, 3, 3, (1, 1), (1, 2), (2, 1), 2),    # few taps (by rows), Og = 6, rows of 39
+    (2, 8, 7, 9, 2, 3, 3, (1, 1), (1, 1), (1, 1), 2),       # one output channel from 4 inputs, groups 2
 ]
 
 
@@ -109,8 +110,9 @@ def test_conv2d_matches_numpy_ref(case, dtype, path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv2d_without_bias(dtype, path):
-    check_all(*make(CASES[1], dtype, np.random.default_rng(1), bias=False))
+@pytest.mark.parametrize("case", [CASES[1], CASES[9]], ids=case_id)
+def test_conv2d_without_bias(dtype, path, case):
+    check_all(*make(case, dtype, np.random.default_rng(1), bias=False))
 
 
 def test_conv2d_portable_gemm_microkernels(path):
@@ -135,7 +137,7 @@ def test_conv2d_zero_sizes(case, path):
 
 
 @pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[9], CASES[10], CASES[14], CASES[2],
-                                  CASES[16], CASES[17], CASES[19], CASES[20],
+                                  CASES[16], CASES[17], CASES[19], CASES[20], CASES[21], CASES[22],
                                   (1, 3, 40, 37, 5, 3, 3, (1, 1), (1, 1), (1, 1), 1)], ids=case_id)
 def test_conv2d_same_bits_for_1_and_2_threads(case, path, threads):
     """Every output element is summed by one thread in a fixed order (the weight gradient splits
@@ -193,6 +195,20 @@ def test_conv2d_nan_and_inf_propagate(path):
     x, wt, b, dy, args = make(CASES[1], np.float32, np.random.default_rng(8))
     x[0, 1, 4, 5], x[1, 2, 0, 0] = np.nan, np.inf
     got, want = native.conv2d_forward(x, wt, b, *args), ref.conv2d_forward(x, wt, b, *args)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+@pytest.mark.parametrize("case", [CASES[18], CASES[22]], ids=case_id)
+def test_conv2d_inf_weight_meets_padding(path, case):
+    """An inf weight times the zero padding is NaN at the border outputs, as in the reference
+    (one output channel from 5 inputs: its tap sums; few taps: its rows)."""
+    x, wt, b, dy, args = make(case, np.float32, np.random.default_rng(11))
+    wt[0, 0, 0, 0] = np.inf
+    got = native.conv2d_forward(x, wt, b, *args)
+    with np.errstate(invalid="ignore"):  # inf·0 in the reference, as meant
+        want = ref.conv2d_forward(x, wt, b, *args)
+    assert np.isnan(want).any()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
 

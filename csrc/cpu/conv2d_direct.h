@@ -9,7 +9,8 @@
 // A operand (positions × taps) is read straight from the padded image through that offset table:
 // its register tile broadcasts the input at kFP output positions and multiplies two vectors of
 // output channels' weights, like the GEMM microkernel, so no load straddles a cache line and the
-// weights stream in order.
+// weights stream in order. Two shapes take other tiles: few taps (output rows, row_tile) and one
+// output channel per group (extended positions, single_tile, possibly over tap sums).
 #pragma once
 #include <algorithm>
 #include <memory>
@@ -78,7 +79,7 @@ struct DirectConv {
     int64_t extended;       // extended positions up to the last output's, (OH − 1)·Wp + OW
     Vector<int64_t> off;    // K tap offsets into the padded image of one group
     // The forward's: channel blocks of kFNR, tiles of kFP output positions (of kSPos extended
-    // positions with one output channel per group).
+    // positions with one output channel per group; output rows with `rows`).
     int64_t ob = 0, tiles = 0;
     Vector<T> wpack;       // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
     Vector<T> bpack;       // [g][ob][kFNR]: bias, 0 past Og (or all 0)
@@ -119,7 +120,9 @@ struct DirectConv {
     if (Og == 1) {
       p.weight = weight, p.bias = bias;
       p.tiles = ceil_div(p.extended, kSPos<T>);
-      if (Cg >= kZMinChannels) {
+      // NOTE: the tap sums are padded after they are summed, so their padding is 0 where the
+      // reference has 0·w; with an inf or NaN weight that is NaN, which the direct sum keeps.
+      if (Cg >= kZMinChannels && all_finite(weight, s.o * K)) {
         const int64_t khw = s.kh * s.kw;
         p.zstride = p.hp * p.wp;
         p.zraw = round_up(s.h * s.w, kZPos<T>);
@@ -462,14 +465,14 @@ struct DirectConv {
   }
 
   // Tiles [t0, t1) of one image-group, every output channel of the group, from its padded image xp
-  // (or, with one output channel and p.zstride, its tap sums). Tiles go in chunks whose input rows
-  // stay in L2 while every channel block passes over them; a block's weights stream in order from
-  // L2 once per tile.
+  // (or, with one output channel and p.zstride, its tap sums); with p.rows, output rows [t0, t1).
+  // Tiles go in chunks whose input rows stay in L2 while every channel block passes over them; a
+  // block's weights stream in order from L2 once per tile.
   template <typename T>
   static void tiles(T* yg, const T* xp, const Plan<T>& p, const ConvShape& s, int64_t g, int64_t t0,
              int64_t t1) {
-    const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
     if (p.rows) return row_tiles(yg, xp, p, s, g, t0, t1);
+    const int64_t K = s.taps(), Og = s.og(), L = s.plane(), limit = std::min(L, t1 * kFP);
     if (Og == 1) {
       const T bias = p.bias ? p.bias[g] : T(0);
       for (int64_t t = t0; t < t1; ++t)

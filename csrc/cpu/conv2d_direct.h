@@ -13,6 +13,7 @@
 // output channel per group (extended positions, single_tile, possibly over tap sums).
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -84,7 +85,7 @@ struct DirectConv {
     Vector<T> wpack;       // [g][ob][k][kFNR]: weight[g·Og + ob·kFNR + lane, k], 0 past Og
     Vector<T> bpack;       // [g][ob][kFNR]: bias, 0 past Og (or all 0)
     Vector<int64_t> epos;  // [tiles·kFP]: extended position of output p (the last one past L)
-    // With Og = 1 or rows (see row_tiles), the weights and bias (or nullptr), read in place.
+    // The forward's weights and bias (or nullptr) as given: single_tile and row_tile read them.
     const T* weight = nullptr;
     const T* bias = nullptr;
     bool rows = false;  // tiles are output rows (row_tiles)
@@ -117,8 +118,8 @@ struct DirectConv {
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t j = 0; j < s.kw; ++j) p.off[size_t(k++)] = c * p.hp * p.wp + i * s.dh * p.wp + j * s.dw;
     if (!weight) return p;
+    p.weight = weight, p.bias = bias;
     if (Og == 1) {
-      p.weight = weight, p.bias = bias;
       p.tiles = ceil_div(p.extended, kSPos<T>);
       // NOTE: the tap sums are padded after they are summed, so their padding is 0 where the
       // reference has 0·w; with an inf or NaN weight that is NaN, which the direct sum keeps.
@@ -134,7 +135,7 @@ struct DirectConv {
       return p;
     }
     if (K >= 1 && K <= kRT && s.ow >= Vec<T>::kLanes) {
-      p.weight = weight, p.bias = bias, p.rows = true;
+      p.rows = true;
       p.tiles = s.oh;
       return p;
     }
@@ -281,12 +282,14 @@ struct DirectConv {
     }
   }
 
-  // ---- Few taps ---------------------------------------------------------------------------------
-  // (MNIST's first layer: 9 taps.) A forward tile of kFP positions × kFNR channels spends more on
-  // its transpose and its stores than on its K FMAs. With K ≤ kRT, output rows go a vector of
-  // positions at a time instead: its K input vectors are loaded once and held in registers, and
-  // each output channel is bias + Σ_k w[o, k]·x_k, stored straight into its row. A row's last
-  // vector ends at OW, overlapping the one before with the same values (so OW ≥ NL).
+  // ---- Prefetch -----------------------------------------------------------------------------------
+  // Asks for the cache line `bytes` past p to be fetched for reading. The address may lie past the
+  // end of p's buffer (a prefetch never faults), so it is formed as an integer, not by pointer
+  // arithmetic outside the buffer.
+  template <typename T>
+  static void prefetch_ahead(const T* p, int64_t bytes) {
+    __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + bytes));
+  }
 
   // Asks for the cache lines of [p, p + n) to be fetched for writing.
   template <typename T>
@@ -294,6 +297,30 @@ struct DirectConv {
     constexpr int64_t line = 64 / int64_t(sizeof(T));
     for (int64_t q = 0; q < n; q += line) __builtin_prefetch(p + q, 1);
     __builtin_prefetch(p + n - 1, 1);
+  }
+
+  // ---- Few taps ---------------------------------------------------------------------------------
+  // (MNIST's first layer: 9 taps.) A forward tile of kFP positions × kFNR channels spends more on
+  // its transpose and its stores than on its K FMAs. With K ≤ kRT, output rows go a vector of
+  // positions at a time instead: its K input vectors are loaded once and held in registers, and
+  // each output channel is bias + Σ_k w[o, k]·x_k, stored straight into its row. A row's last
+  // vector ends at OW, overlapping the one before with the same values (so OW ≥ NL).
+
+  // Output channels [o, o + NO) at one vector of positions: bias + Σ_k w[o, k]·xv[k], stored at
+  // y0 + o·L.
+  template <int NO, int KT, typename T>
+  static void row_channels(T* y0, int64_t L, const typename Vec<T>::R (&xv)[KT], const T* w,
+                           const T* b, int64_t o) {
+    using V = Vec<T>;
+    typename V::R acc[NO];
+#pragma GCC unroll 4
+    for (int j = 0; j < NO; ++j) acc[j] = V::set1(b ? b[o + j] : T(0));
+#pragma GCC unroll 32
+    for (int k = 0; k < KT; ++k)
+#pragma GCC unroll 4
+      for (int j = 0; j < NO; ++j) acc[j] = V::fma(V::bcast(w + (o + j) * KT + k), xv[k], acc[j]);
+#pragma GCC unroll 4
+    for (int j = 0; j < NO; ++j) V::store(y0 + (o + j) * L, acc[j]);
   }
 
   // Output row oh of every channel of the group, with KT = K taps.
@@ -317,23 +344,8 @@ struct DirectConv {
 #pragma GCC unroll 32
       for (int k = 0; k < KT; ++k) xv[k] = V::load(x0 + off[k]);
       int64_t o = 0;
-      for (; o + kRO <= Og; o += kRO) {
-        R acc[kRO];
-#pragma GCC unroll 4
-        for (int j = 0; j < kRO; ++j) acc[j] = V::set1(b ? b[o + j] : T(0));
-#pragma GCC unroll 32
-        for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 4
-          for (int j = 0; j < kRO; ++j) acc[j] = V::fma(V::bcast(w + (o + j) * KT + k), xv[k], acc[j]);
-#pragma GCC unroll 4
-        for (int j = 0; j < kRO; ++j) V::store(y0 + (o + j) * L, acc[j]);
-      }
-      for (; o < Og; ++o) {
-        R acc = V::set1(b ? b[o] : T(0));
-#pragma GCC unroll 32
-        for (int k = 0; k < KT; ++k) acc = V::fma(V::bcast(w + o * KT + k), xv[k], acc);
-        V::store(y0 + o * L, acc);
-      }
+      for (; o + kRO <= Og; o += kRO) row_channels<kRO>(y0, L, xv, w, b, o);
+      for (; o < Og; ++o) row_channels<1>(y0, L, xv, w, b, o);
     }
   }
 
@@ -397,7 +409,6 @@ struct DirectConv {
     // hardware prefetcher to keep ahead of; asking for each 256 bytes ahead (2 tiles of floats
     // with AVX-512) measured 1.22x on MNIST's first-layer input gradient (128 and 1024 bytes:
     // slower than 256).
-    constexpr int64_t ahead = 256 / int64_t(sizeof(T));
     using V = Vec<T>;
     using R = typename V::R;
     constexpr int NL = V::kLanes;
@@ -412,7 +423,7 @@ struct DirectConv {
       R xv[kZV];
 #pragma GCC unroll 4
       for (int v = 0; v < kZV; ++v) {
-        __builtin_prefetch(xc + v * NL + ahead);
+        prefetch_ahead(xc + v * NL, 256);
         xv[v] = V::load(xc + v * NL);
       }
 #pragma GCC unroll 16
@@ -511,7 +522,7 @@ struct DirectConv {
       for (int64_t oh = 0; oh < s.oh; ++oh) {
         // NOTE: a channel's dy is a few KiB, a stream too short for the hardware prefetcher to
         // get ahead of; asking for 1 KiB ahead measured 1.03-1.09x on MNIST layer 1.
-        __builtin_prefetch(dy + (o * s.oh + oh) * s.ow + 1024 / int64_t(sizeof(T)));
+        prefetch_ahead(dy + (o * s.oh + oh) * s.ow, 1024);
         copy_row(row + oh * wp, dy + (o * s.oh + oh) * s.ow, s.ow);
         zero_run(row + oh * wp + s.ow, (oh + 1 < s.oh ? (oh + 1) * wp : e_len) - oh * wp - s.ow);
       }

@@ -58,7 +58,8 @@ def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, 
     out(format_table(rows, peaks))
     peak_text = ", ".join(f"{d} {t} thr {g:.0f}" for (d, t), g in peaks.items())
     out(f"\nmeasured FMA peak (GFLOP/s): {peak_text}")
-    out(f"medians of {rounds} interleaved rounds; {time.perf_counter() - start:.0f} s in all")
+    out(f"rates: medians of {rounds} interleaved rounds; ratios: medians of the per-round ratios; "
+        f"{time.perf_counter() - start:.0f} s in all")
     if json_path:
         write_json(json_path, rows, peaks, collect())
         out(f"wrote {json_path}")

@@ -6,11 +6,12 @@ result, and the results are checked against NumPy's before anything is timed.
 import dataclasses
 import json
 import math
+import statistics
 from typing import Callable, Dict, Optional
 
 import numpy as np
 
-from .timing import interleaved_medians, threads
+from .timing import interleaved_samples, threads
 
 
 @dataclasses.dataclass
@@ -54,15 +55,28 @@ def run_case(case, rounds, min_time):
         outputs = {name: fn() for name, fn in case.impls.items()}
         mismatched = _agree(case, outputs)
         del outputs
-        seconds = interleaved_medians(case.impls, rounds=rounds, min_time=min_time)
+        round_seconds = interleaved_samples(case.impls, rounds=rounds, min_time=min_time)
+    seconds = {k: statistics.median(s) for k, s in round_seconds.items()}
     # rate: work per second (higher is better) whatever the unit, so ratios read the same way
     scale = 1e9 if case.unit == "GFLOP/s" else 1.0
     row = {"suite": case.suite, "case": case.name, "dtype": case.dtype, "threads": case.nthreads,
-           "unit": case.unit, "seconds": seconds,
+           "unit": case.unit, "seconds": seconds, "round_seconds": round_seconds,
            "rate": {k: case.work / s / scale for k, s in seconds.items()}, "mismatch": mismatched}
     if case.memory:
         row["peak_extra_mib"] = {k: v / 2**20 for k, v in case.memory.items()}
     return row
+
+
+def speedup(row, impl, baseline):
+    """How many times faster `impl` ran than `baseline` in a result row: the median over the
+    rounds of their time ratio, both timed within the same round. A shared host slows down and
+    recovers within seconds, so a ratio of medians taken over all rounds can pair one
+    implementation's fast rounds with the other's slow ones; a row without rounds (the GPU
+    suites) takes the ratio of its medians."""
+    rounds = row.get("round_seconds", {})
+    if impl in rounds and baseline in rounds:
+        return statistics.median(b / a for a, b in zip(rounds[impl], rounds[baseline]))
+    return row["rate"][impl] / row["rate"][baseline]
 
 
 def format_table(rows, peaks):
@@ -90,9 +104,9 @@ def _suite_table(rows, peaks):
         g = r["rate"]
         cells = [r["suite"], r["case"], str(r["threads"])]
         cells += [f"{shown(g[i]):.1f}" if i in g else "-" for i in impls]
-        cells.append(f"{g['engine'] / g['numpy']:.2f}x")
+        cells.append(f"{speedup(r, 'engine', 'numpy'):.2f}x")
         if "torch" in impls:
-            cells.append(f"{g['engine'] / g['torch']:.2f}x" if "torch" in g else "-")
+            cells.append(f"{speedup(r, 'engine', 'torch'):.2f}x" if "torch" in g else "-")
         if flops:
             peak = peaks.get((r["dtype"], r["threads"]))
             cells.append(f"{100 * g['engine'] / peak:.0f}%" if peak else "-")
@@ -129,13 +143,15 @@ def plot(path, rows):
     fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(rows) + 2), 5))
     for k, impl in enumerate(impls):
         xs = [i + (k - (len(impls) - 1) / 2) * width for i in range(len(rows))]
-        ax.bar(xs, [r["rate"].get(impl, math.nan) / r["rate"]["numpy"] for r in rows], width, label=impl)
+        ax.bar(xs, [speedup(r, impl, "numpy") if impl in r["rate"] else math.nan for r in rows],
+               width, label=impl)
     ax.axhline(1.0, color="gray", linewidth=0.8)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("speed relative to NumPy (higher is better)")
     ax.set_yscale("log")
-    ax.set_title("engine" + (" and PyTorch" if "torch" in impls else "") + " vs NumPy (medians)")
+    ax.set_title("engine" + (" and PyTorch" if "torch" in impls else "")
+                 + " vs NumPy (medians of per-round ratios)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

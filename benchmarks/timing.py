@@ -9,7 +9,6 @@ take turns until the scheduler spreads them again (~10 ms measured on a 2-core V
 a 0.5 ms two-thread call took 5-6 ms).
 """
 import contextlib
-import statistics
 import time
 
 SWITCH_PAUSE_S = 0.15
@@ -27,8 +26,9 @@ def time_call(fn, min_time=0.02):
             return elapsed / calls
 
 
-def interleaved_medians(fns, rounds=7, min_time=0.02, warmup=1):
-    """{name: median seconds per call} for the callables in `fns`, timed in interleaved rounds."""
+def interleaved_samples(fns, rounds=7, min_time=0.02, warmup=1):
+    """{name: [seconds per call in each round]} for the callables in `fns`, timed in interleaved
+    rounds."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -38,7 +38,7 @@ def interleaved_medians(fns, rounds=7, min_time=0.02, warmup=1):
             time.sleep(SWITCH_PAUSE_S)
             time_call(fn, SETTLE_S)
             samples[name].append(time_call(fn, min_time))
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.benchmarks import gemm, timing, train
-from engine.benchmarks.runner import Case, format_table, run_case, write_json
+from engine.benchmarks.runner import Case, format_table, run_case, speedup, write_json
 
 
 def _case(engine_fn, unit="GFLOP/s"):
@@ -54,8 +54,18 @@ def test_calls_right_after_the_switching_pause_are_not_timed(monkeypatch):
             while time.perf_counter() < end:
                 pass
 
-    seconds = timing.interleaved_medians({"fn": fn}, rounds=3, min_time=0.002, warmup=0)
-    assert seconds["fn"] < 0.001
+    seconds = timing.interleaved_samples({"fn": fn}, rounds=3, min_time=0.002, warmup=0)
+    assert len(seconds["fn"]) == 3 and max(seconds["fn"]) < 0.001
+
+
+def test_ratios_pair_the_implementations_round_by_round():
+    """The host slows down tenfold in the middle of round 2, after engine's turn: engine is twice
+    as fast as NumPy in rounds 1 and 3, and the per-round ratio says so, where the ratio of the
+    medians (1 s against 20 s) would say 20x."""
+    row = {"rate": {"engine": 1.0, "numpy": 0.05},
+           "round_seconds": {"engine": [1.0, 1.0, 10.0], "numpy": [2.0, 20.0, 20.0]}}
+    assert speedup(row, "engine", "numpy") == 2.0
+    assert speedup({"rate": row["rate"]}, "engine", "numpy") == 20.0  # no rounds: the medians
 
 
 def test_gemm_suite_implementations_agree():

@@ -1,5 +1,5 @@
 // AVX-512 microkernels of the GEMM (12×32 fp32, 12×16 fp64: 24 accumulators + 2 B vectors of the
-// 32 zmm registers; each A broadcast folds into its FMAs as a memory operand) and the FMA peak
+// 32 zmm registers; the FMAs read packed A as broadcast memory operands) and the FMA peak
 // probe. Compiled with -mavx512f -mavx2 -mfma; gemm.cpp calls into it only when the CPU reports
 // AVX-512F. The packers are the AVX2 ones (gemm_pack_avx2.cpp).
 #include "cpu/gemm_tile.h"

@@ -78,24 +78,41 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = V::zero();
-  // NOTE: the K loop is left rolled: unrolled, GCC hoists the next step's loads and spills
-  // accumulators to the stack. Rolled, a step is MR·NV FMAs, NV + MR loads (a broadcast folds
-  // into its FMAs on AVX-512) and 4 integer ops.
-  const auto steps = [&](int64_t count) {
-#pragma GCC unroll 1
-    for (int64_t p = 0; p < count; ++p) {
-      R bv[NV];
+  // A step is MR·NV FMAs and NV loads of B. A packed is read by the FMAs themselves where they can
+  // take a broadcast operand (V::fma_bcast, AVX-512), two steps per iteration to halve the loop's
+  // integer ops. Otherwise each A element is broadcast into a register, a step per iteration:
+  // unrolled, GCC hoists the next step's broadcasts and spills accumulators or row addresses (A
+  // in place has MR of them, too many to address each FMA's operand from a register).
+  // NOTE: fma_bcast measured 1.00-1.03x on the GEMM shapes of the benchmark in a fast phase of
+  // the host, 1.02-1.05x in slow ones (1024³, same-process A/B). The conv2d and attention tiles
+  // keep their broadcasts in registers: with them folded, 0.81-0.87x (conv 3×3 on 56×56 and
+  // 28×28) and 0.95x (attention P·V).
+  const auto step = [&] {
+    R bv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
 #pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < MR; ++i) {
+      if constexpr (kPackedA) {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[i][v] = V::fma_bcast(a + i, bv[v], acc[i][v]);
+      } else {
         const R ai = V::bcast(a + i * a_rs);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ai, bv[v], acc[i][v]);
       }
-      a += a_cs;
-      b += NR;
     }
+    a += a_cs;
+    b += NR;
+  };
+  const auto steps = [&](int64_t count) {
+    int64_t p = 0;
+    if constexpr (kPackedA && V::kFmaReadsBroadcast) {
+#pragma GCC unroll 1
+      for (; p + 1 < count; p += 2) step(), step();
+    }
+#pragma GCC unroll 1
+    for (; p < count; ++p) step();
   };
   steps(kc - std::min(kc, kCTail));
   fetch_c();

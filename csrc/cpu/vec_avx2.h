@@ -14,12 +14,14 @@ struct Vec<float> {
   using T = float;
   using R = __m256;
   static constexpr int kLanes = 8;
+  static constexpr bool kFmaReadsBroadcast = false;  // fma_bcast is a broadcast, then an FMA
   static R zero() { return _mm256_setzero_ps(); }
   static R set1(float x) { return _mm256_set1_ps(x); }
   static R bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static R load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R fma_bcast(const float* a, R b, R c) { return fma(bcast(a), b, c); }  // c + (*a)·b
   static R fnma(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a·b
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
@@ -48,12 +50,14 @@ struct Vec<double> {
   using T = double;
   using R = __m256d;
   static constexpr int kLanes = 4;
+  static constexpr bool kFmaReadsBroadcast = false;
   static R zero() { return _mm256_setzero_pd(); }
   static R set1(double x) { return _mm256_set1_pd(x); }
   static R bcast(const double* p) { return _mm256_broadcast_sd(p); }
   static R load(const double* p) { return _mm256_loadu_pd(p); }
   static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
   static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R fma_bcast(const double* a, R b, R c) { return fma(bcast(a), b, c); }
   static R fnma(R a, R b, R c) { return _mm256_fnmadd_pd(a, b, c); }
   static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }

@@ -6,6 +6,11 @@
 
 namespace engine::cpu::avx512 {
 
+// NOTE: fma_bcast is an FMA whose broadcast operand comes from memory ({1to16}): one fused uop,
+// where a broadcast into a register and an FMA reading it are two, at the price of a load per FMA
+// instead of one per broadcast. The intrinsics cannot ask for it: GCC loads a value that two FMAs
+// use into a register once. Where a kernel is bound by issuing uops rather than by the FMA pipes
+// or the loads (as when a sibling hyperthread shares the core's front end) it gains; measure it.
 template <typename T>
 struct Vec;
 
@@ -14,12 +19,17 @@ struct Vec<float> {
   using T = float;
   using R = __m512;
   static constexpr int kLanes = 16;
+  static constexpr bool kFmaReadsBroadcast = true;  // fma_bcast is one instruction
   static R zero() { return _mm512_setzero_ps(); }
   static R set1(float x) { return _mm512_set1_ps(x); }
   static R bcast(const float* p) { return _mm512_set1_ps(*p); }
   static R load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R fma_bcast(const float* a, R b, R c) {  // c + (*a)·b, see the NOTE above
+    asm("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(c) : "v"(b), "m"(*a));
+    return c;
+  }
   static R fnma(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a·b
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
@@ -44,12 +54,17 @@ struct Vec<double> {
   using T = double;
   using R = __m512d;
   static constexpr int kLanes = 8;
+  static constexpr bool kFmaReadsBroadcast = true;
   static R zero() { return _mm512_setzero_pd(); }
   static R set1(double x) { return _mm512_set1_pd(x); }
   static R bcast(const double* p) { return _mm512_set1_pd(*p); }
   static R load(const double* p) { return _mm512_loadu_pd(p); }
   static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R fma_bcast(const double* a, R b, R c) {
+    asm("vfmadd231pd %2%{1to8%}, %1, %0" : "+v"(c) : "v"(b), "m"(*a));
+    return c;
+  }
   static R fnma(R a, R b, R c) { return _mm512_fnmadd_pd(a, b, c); }
   static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
   static R add(R a, R b) { return _mm512_add_pd(a, b); }

@@ -683,7 +683,9 @@ struct DirectConv {
       return xp;
     };
     if (ng >= nt) {  // whole image-groups per thread
-      run_items(nt, ng, [&](int64_t it, int) { tiles(out(it), source(it), p, s, it % G, 0, p.tiles); });
+      run_items(
+          nt, ng, [&](int64_t it, int) { tiles(out(it), source(it), p, s, it % G, 0, p.tiles); },
+          Schedule::dynamic);
       return;
     }
     // Fewer image-groups than threads: the team shares the tiles of each one.
@@ -691,9 +693,12 @@ struct DirectConv {
       const T* src = source(it);
       const int64_t chunk = std::max<int64_t>(1, p.tiles / (4 * nt));
       const int64_t chunks = ceil_div(p.tiles, chunk);
-      run_items(std::min<int64_t>(nt, chunks), chunks, [&](int64_t c, int) {
-        tiles(out(it), src, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
-      });
+      run_items(
+          std::min<int64_t>(nt, chunks), chunks,
+          [&](int64_t c, int) {
+            tiles(out(it), src, p, s, it % G, c * chunk, std::min(p.tiles, (c + 1) * chunk));
+          },
+          Schedule::dynamic);
     }
   }
 };

@@ -85,7 +85,7 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   // in place has MR of them, too many to address each FMA's operand from a register).
   // NOTE: fma_bcast measured 1.00-1.03x on the GEMM shapes of the benchmark in a fast phase of
   // the host, 1.02-1.05x in slow ones (1024³, same-process A/B). The conv2d and attention tiles
-  // keep their broadcasts in registers: with them folded, 0.81-0.87x (conv 3×3 on 56×56 and
+  // keep their broadcasts in registers: with them folded, 0.80-0.88x (conv 3×3 on 56×56 and
   // 28×28) and 0.95x (attention P·V).
   const auto step = [&] {
     R bv[NV];

@@ -16,6 +16,7 @@
 #include <limits>
 #include <new>
 
+#include "common/cpu_features.h"
 #include "common/isa_choice.h"
 #include "common/parallel.h"
 #include "common/workspace.h"
@@ -111,9 +112,16 @@ void dscores_block_portable(const T* p, T* ds, int64_t ld, int64_t rows, int64_t
 }
 
 template <typename T>
+void transpose_portable(const T* src, int64_t rs, int64_t rows, int64_t cols, T* dst, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ld + r] = src[r * rs + c];
+}
+
+template <typename T>
 AttentionKernels<T> portable_kernels() {
-  return {detail::kAttnNR<T>, &tile_portable<T>, &exp_block_portable<T>,
-          &softmax_block_portable<T>, &dscores_block_portable<T>};
+  return {detail::kAttnNR<T>,          &tile_portable<T>,
+          &exp_block_portable<T>,      &softmax_block_portable<T>,
+          &dscores_block_portable<T>,  &transpose_portable<T>};
 }
 
 IsaChoice g_isa("attention_use_isa", {"portable", "avx2-fma", "avx512"});
@@ -263,16 +271,10 @@ void prefetch_rows(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t
 
 // The transpose of rows [t0, t0 + n): dst[x·kBlockQ + r], zero for r in n..kBlockQ-1.
 template <typename T>
-void copy_rows_transposed(const AttentionOperand<T>& src, int64_t b, int64_t h, int64_t t0,
-                          int64_t n, int64_t x, T* dst) {
-  for (int64_t r = 0; r < kBlockQ; ++r) {
-    if (r < n) {
-      const T* sr = row_of(src, b, h, t0 + r);
-      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = sr[c];
-    } else {
-      for (int64_t c = 0; c < x; ++c) dst[c * kBlockQ + r] = T(0);
-    }
-  }
+void copy_rows_transposed(const AttentionKernels<T>& kn, const AttentionOperand<T>& src, int64_t b,
+                          int64_t h, int64_t t0, int64_t n, int64_t x, T* dst) {
+  kn.transpose(row_of(src, b, h, t0), src.st, n, x, dst, kBlockQ);
+  for (int64_t c = 0; c < x; ++c) std::fill(dst + c * kBlockQ + n, dst + (c + 1) * kBlockQ, T(0));
 }
 
 // ---- Forward -------------------------------------------------------------------------------
@@ -297,12 +299,14 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
   const int NR = kn.nr;
   const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
   const int64_t dvp = round_up(a.dv, NR);
-  copy_rows_transposed(a.q, b, h, q0, qb, a.d, w.qt);
+  copy_rows_transposed(kn, a.q, b, h, q0, qb, a.d, w.qt);
   std::fill(w.o, w.o + kBlockQ * dvp, T(0));
   std::fill(w.m, w.m + kBlockQ, kNegInf<T>);
   std::fill(w.l, w.l + kBlockQ, T(0));
 
   const int64_t kend = a.causal ? std::min(a.tk, q0 + qb) : a.tk;
+  const bool kv_beyond_l2 =
+      kend * (a.d + a.dv) * int64_t(sizeof(T)) > int64_t(cpu_cache_sizes().l2) / 2;
   for (int64_t k0 = 0; k0 < kend; k0 += kBlockK) {
     const int64_t kb = std::min(kBlockK, kend - k0);
     int64_t ldk, ldv;
@@ -319,10 +323,12 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
     const int64_t next = k0 + kBlockK, next_rows = std::clamp<int64_t>(kend - next, 0, kBlockK);
     const int64_t slice = ceil_div(next_rows, ceil_div(qb, MR));
     for (int64_t i0 = 0; i0 < qb; i0 += MR) {
-      const int64_t first = std::min(next_rows, i0 / MR * slice);
-      const int64_t count = std::min(slice, next_rows - first);
-      prefetch_rows(a.k, b, h, next + first, count, a.d);
-      prefetch_rows(a.v, b, h, next + first, count, a.dv);
+      if (kv_beyond_l2) {
+        const int64_t first = std::min(next_rows, i0 / MR * slice);
+        const int64_t count = std::min(slice, next_rows - first);
+        prefetch_rows(a.k, b, h, next + first, count, a.d);
+        prefetch_rows(a.v, b, h, next + first, count, a.dv);
+      }
       const int64_t kc = a.causal ? std::clamp<int64_t>(q0 + i0 + MR - k0, 0, kb) : kb;
       for (int64_t jv = 0; jv < dvp; jv += NR)
         kn.tile(kc, w.s + i0, 1, kBlockQ, v + jv, ldv, w.o + i0 * dvp + jv, dvp, T(1), T(1),
@@ -339,7 +345,8 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
       std::fill(dst, dst + a.dv, T(0));
       lrow[i] = kNegInf<T>;
     } else {
-      for (int64_t c = 0; c < a.dv; ++c) dst[c] = o[c] / l;
+      const T inv = T(1) / l;
+      for (int64_t c = 0; c < a.dv; ++c) dst[c] = o[c] * inv;
       lrow[i] = w.m[i] + std::log(l);
     }
   }
@@ -383,8 +390,8 @@ void backward_block(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
   const int NR = kn.nr;
   const int64_t qb = std::min(kBlockQ, a.tq - q0), cols = round_up(qb, NR);
   const int64_t d = a.d, dvn = a.dv, dp = round_up(d, NR), dvp = round_up(dvn, NR);
-  copy_rows_transposed(a.q, b, h, q0, qb, d, w.qt);
-  copy_rows_transposed(dout, b, h, q0, qb, dvn, w.dot);
+  copy_rows_transposed(kn, a.q, b, h, q0, qb, d, w.qt);
+  copy_rows_transposed(kn, dout, b, h, q0, qb, dvn, w.dot);
   int64_t ldq, ldo;
   const T* qrows = block_rows(a.q, b, h, q0, qb, d, false, true, NR, w.q, &ldq);
   const T* dorows = block_rows(dout, b, h, q0, qb, dvn, false, true, NR, w.dout, &ldo);

@@ -85,6 +85,8 @@ struct AttentionKernels {
   // The softmax backward on a block: ds = p == 0 ? 0 : p·(ds - delta[j]) over rows × cols, a
   // select so that a zero probability (a hidden score) never lets a NaN or stale dP through.
   void (*dscores_block)(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols, const T* delta);
+  // dst[c·ld + r] = src[r·rs + c] for r < rows, c < cols: rows of an operand transposed.
+  void (*transpose)(const T* src, int64_t rs, int64_t rows, int64_t cols, T* dst, int64_t ld);
 };
 
 // Defined in attention.cpp.

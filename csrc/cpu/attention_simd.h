@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "cpu/attention.h"
+#include "cpu/vec_avx2.h"
 
 namespace engine::cpu::detail::simd {
 
@@ -135,6 +136,26 @@ void dscores_block(const float* p, float* ds, int64_t ld, int64_t rows, int64_t 
     }
 }
 
+// L×L blocks transposed in AVX2 registers (8×8 fp32, 4×4 fp64; the AVX-512 kernels use them too),
+// the ragged right and bottom edges element by element.
+template <typename T>
+void transpose(const T* src, int64_t rs, int64_t rows, int64_t cols, T* dst, int64_t ld) {
+  using W = avx2::Vec<T>;
+  constexpr int L = W::kLanes;
+  const int64_t rows_full = rows / L * L, cols_full = cols / L * L;
+  for (int64_t r0 = 0; r0 < rows_full; r0 += L)
+    for (int64_t c0 = 0; c0 < cols_full; c0 += L) {
+      typename W::R x[L];
+#pragma GCC unroll 8
+      for (int i = 0; i < L; ++i) x[i] = W::load(src + (r0 + i) * rs + c0);
+      avx2::transpose(x);
+#pragma GCC unroll 8
+      for (int i = 0; i < L; ++i) W::store(dst + (c0 + i) * ld + r0, x[i]);
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = r < rows_full ? cols_full : 0; c < cols; ++c) dst[c * ld + r] = src[r * rs + c];
+}
+
 // The kernel set on vectors of VecOf<T>. float64 is the gradient-check dtype: its exp is the
 // exact std::exp of the portable kernels.
 template <template <typename> class VecOf, typename T>
@@ -142,10 +163,10 @@ AttentionKernels<T> kernels(const AttentionKernels<T>& portable) {
   constexpr int nr = 2 * VecOf<T>::kLanes;
   if constexpr (std::is_same_v<T, float>) {
     using V = VecOf<float>;
-    return {nr, &tile<V>, &exp_block<V>, &softmax_block<V>, &dscores_block<V>};
+    return {nr, &tile<V>, &exp_block<V>, &softmax_block<V>, &dscores_block<V>, &transpose<T>};
   } else {
     return {nr, &tile<VecOf<T>>, portable.exp_block, portable.softmax_block,
-            portable.dscores_block};
+            portable.dscores_block, &transpose<T>};
   }
 }
 

@@ -119,9 +119,8 @@ void transpose_portable(const T* src, int64_t rs, int64_t rows, int64_t cols, T*
 
 template <typename T>
 AttentionKernels<T> portable_kernels() {
-  return {detail::kAttnNR<T>,          &tile_portable<T>,
-          &exp_block_portable<T>,      &softmax_block_portable<T>,
-          &dscores_block_portable<T>,  &transpose_portable<T>};
+  return {detail::kAttnNR<T>,         &tile_portable<T>,          &exp_block_portable<T>,
+          &softmax_block_portable<T>, &dscores_block_portable<T>, &transpose_portable<T>};
 }
 
 IsaChoice g_isa("attention_use_isa", {"portable", "avx2-fma", "avx512"});

@@ -1,7 +1,8 @@
 // The SIMD kernels of the CPU attention (AttentionKernels in attention.h), written once over a
 // vector type V (avx2::Vec or avx512::Vec): the kAttnMR × (2 vectors) register tile of its block
-// products, the vectorised exp, and the softmax steps built on it. Include only from a file
-// compiled for V's instructions (attention_avx2.cpp, attention_avx512.cpp).
+// products, the vectorised exp, the softmax steps built on it, and the register transpose of the
+// query blocks. Include only from a file compiled for V's instructions (attention_avx2.cpp,
+// attention_avx512.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>

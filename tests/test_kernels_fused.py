@@ -14,7 +14,7 @@ from tolerances import FLOAT32, FLOAT64, float32_reduction
 
 _fused = pytest.importorskip("engine._fused")
 
-ISAS = ["baseline"] + (["avx2"] if cpu._C.cpu_has_avx2_fma() else [])
+ISAS = cpu.FUSED_ISAS[:cpu.FUSED_ISAS.index(cpu.best_fused_isa()) + 1]
 
 
 @pytest.fixture(params=ISAS, autouse=True)
@@ -43,11 +43,15 @@ def assert_all_close(got, want, dtype, reduction=1):
 
 
 def test_the_backend_picks_the_widest_build_this_cpu_runs():
-    assert cpu.best_fused_isa() == ISAS[-1]
-    module = {"baseline": "engine._fused", "avx2": "engine._fused_avx2"}[ISAS[-1]]
-    assert cpu.fused_module(ISAS[-1]).__name__ == module
-    with pytest.raises(ValueError, match="isa must be 'avx2' or 'baseline', got 'sse9'"):
+    widest = ("avx512" if cpu._C.cpu_has_avx512() else "avx2") if cpu._C.cpu_has_avx2_fma() else "baseline"
+    assert cpu.best_fused_isa() == widest == ISAS[-1]
+    module = {"baseline": "engine._fused", "avx2": "engine._fused_avx2", "avx512": "engine._fused_avx512"}
+    assert all(cpu.fused_module(isa).__name__ == module[isa] for isa in ISAS)
+    with pytest.raises(ValueError, match=r"isa must be one of \('baseline', 'avx2', 'avx512'\), got 'sse9'"):
         cpu.fused_module("sse9")
+    for isa in cpu.FUSED_ISAS[len(ISAS):]:  # the builds this CPU cannot run are refused, not imported
+        with pytest.raises(RuntimeError, match=f"this CPU does not run the {isa} build"):
+            cpu.fused_module(isa)
 
 
 def test_native_backend_serves_the_fused_kernels():

@@ -1,4 +1,6 @@
 """The compiled modules are built, import, and their first kernels match the NumPy reference."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,9 @@ from tolerances import FLOAT32, FLOAT64
 
 def test_cpu_modules_are_built_into_the_installed_package():
     from engine import _C, _fused, _fused_avx2  # noqa: F401  (an ImportError means a broken install)
+
+    # found, not imported: a CPU without AVX-512 must never load it
+    assert importlib.util.find_spec("engine._fused_avx512") is not None
 
     assert engine.backend.describe()["softmax_forward"] == "native"
 

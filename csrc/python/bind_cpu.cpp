@@ -25,6 +25,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &engine::max_threads);
   m.def("openmp_enabled", &engine::openmp_enabled);
   m.def("cpu_has_avx2_fma", &engine::cpu_has_avx2_fma);
+  m.def("cpu_has_avx512", &engine::cpu_has_avx512);
   // glibc only (elsewhere it returns false and changes nothing): blocks up to 32 MiB (glibc's
   // most) come from the heap instead of mmaps of their own, and up to `retain_bytes` of free
   // memory at the top of the heap is kept instead of going back to the system.

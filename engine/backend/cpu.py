@@ -1,6 +1,6 @@
 """The native CPU kernel set: C++/OpenMP kernels from engine._C and Cython ones from
-engine._fused (engine._fused_avx2 where the CPU has AVX2 and FMA), behind numpy_ref's
-signatures. Kernels without a native version use numpy_ref.
+engine._fused (or engine._fused_avx2, engine._fused_avx512: the widest build the CPU runs),
+behind numpy_ref's signatures. Kernels without a native version use numpy_ref.
 
 The wrappers here only adapt layouts (the GEMM reads any operand with a unit stride in one of
 its last two dims in place; the other kernels take C-contiguous float32/float64 buffers) and
@@ -8,6 +8,8 @@ allocate outputs; the bindings validate everything again. Other dtypes (float16)
 go to numpy_ref. sgd_update and adam_update are the one-pass versions of engine/optim/updates.py
 that the optimizers call for arrays `fused_update_takes`.
 """
+import importlib
+
 import numpy as np
 
 from engine.backend import numpy_ref
@@ -20,22 +22,28 @@ except ImportError:  # running from a source tree that was never built
     _C = _fused_baseline = None
 
 
+# The builds of _fused.pyx, narrowest first.
+FUSED_ISAS = ("baseline", "avx2", "avx512")
+
+
 def best_fused_isa():
     """The widest build of _fused.pyx this CPU runs."""
-    return "avx2" if _C is not None and _C.cpu_has_avx2_fma() else "baseline"
+    if _C is None or not _C.cpu_has_avx2_fma():
+        return "baseline"
+    return "avx512" if _C.cpu_has_avx512() else "avx2"
 
 
 def fused_module(isa):
-    """The build of engine/_fused.pyx for `isa`: "avx2" (needs a CPU with AVX2 and FMA) or
-    "baseline" (any x86-64)."""
+    """The build of engine/_fused.pyx for `isa`: "avx512" (needs a CPU with AVX-512F), "avx2"
+    (AVX2 and FMA) or "baseline" (any x86-64). A build is imported only where the CPU runs it:
+    even its module initialization may use the wider instructions."""
+    if isa not in FUSED_ISAS:
+        raise ValueError(f"fused_module: isa must be one of {FUSED_ISAS}, got {isa!r}")
+    if FUSED_ISAS.index(isa) > FUSED_ISAS.index(best_fused_isa()):
+        raise RuntimeError(f"fused_module: this CPU does not run the {isa} build")
     if isa == "baseline":
         return _fused_baseline
-    if isa != "avx2":
-        raise ValueError(f"fused_module: isa must be 'avx2' or 'baseline', got {isa!r}")
-    if best_fused_isa() != "avx2":
-        raise RuntimeError("fused_module: this CPU lacks AVX2 or FMA")
-    from engine import _fused_avx2
-    return _fused_avx2
+    return importlib.import_module(f"engine._fused_{isa}")
 
 
 _fused = fused_module(best_fused_isa())

@@ -48,6 +48,11 @@ typename V::R gelu(typename V::R x) {
   }
 }
 
+// Fetches p's line into L1 in the state a store needs (prefetchw; a no-op on CPUs without it).
+inline void prefetch_for_store(const void* p) {
+  asm volatile("prefetchw %0" ::"m"(*static_cast<const char*>(p)));
+}
+
 // One MR×(NV vectors) tile (the MicroKernel contract in gemm.h). kPackedA fixes A's strides
 // (1, MR) at compile time so the hot loop addresses A with immediate offsets; otherwise A is read
 // in place through its strides.
@@ -59,20 +64,28 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   using R = typename V::R;
   constexpr int L = V::kLanes, NR = NV * L;
   if constexpr (kPackedA) a_rs = 1, a_cs = MR;
-  // NOTE: C is fetched twice. At the start, so a tile in L3 or memory is in L2 by the end; and
-  // again kCTail steps before the end: C's rows are often a multiple of 4 KiB apart, so they all
-  // fall in one L1 set, where the A and B lines streaming past evict them long before the K loop
-  // ends.
-  constexpr int64_t kCTail = 24;
+  // NOTE: C's rows are fetched during the last steps of the K loop, a row every kGap steps:
+  // first towards L2 (prefetcht1), then into L1 in the state a store needs (prefetchw), ending
+  // kAfter steps before the end. Fetched all at once (24 lines), they took the line fill buffers
+  // the A and B streams need; against fetching every row at the start and again 24 steps before
+  // the end, same process: 1024³ fp32 1.04x, 2048³ 1.05x, 4096×768×3072 (C from memory) 1.05x,
+  // fp64 1.05-1.08x, 2 threads 1.01-1.09x. Into L1 only near the end, because C's rows are often
+  // a multiple of 4 KiB apart, so they all fall in one L1 set, where the A and B lines streaming
+  // past evict them. With A read in place (MR more lines streaming through L1) only the late
+  // fetch, a row every 2 steps: 1.06x at 128×784×64 and 64×784×64, where the two phases measured
+  // 1.00-1.01x.
   constexpr int kRowBytes = NR * int(sizeof(T));
-  const auto fetch_c = [&] {  // every line of each row, which need not start on a line
-    for (int i = 0; i < MR; ++i) {
-      const char* row = reinterpret_cast<const char*>(c + i * ldc);
-      for (int o = 0; o < kRowBytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
-      _mm_prefetch(row + kRowBytes - 1, _MM_HINT_T0);
-    }
+  constexpr int kGap = kPackedA ? 4 : 2, kPhases = kPackedA ? 2 : 1;
+  constexpr int64_t kAfter = 8, kWindow = kPhases * MR * kGap + kAfter;
+  const auto fetch_row = [&](int i, bool for_store) {
+    const char* row = reinterpret_cast<const char*>(c + i * ldc);
+    const auto fetch = [&](const char* p) {
+      if (for_store) prefetch_for_store(p);
+      else _mm_prefetch(p, _MM_HINT_T1);
+    };
+    for (int o = 0; o < kRowBytes; o += 64) fetch(row + o);
+    fetch(row + kRowBytes - 1);  // a row need not start on a line
   };
-  fetch_c();
   R acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -86,8 +99,9 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   // NOTE: fma_bcast measured 1.00-1.03x on the GEMM shapes of the benchmark in a fast phase of
   // the host, 1.02-1.05x in slow ones (1024³, same-process A/B). The conv2d and attention tiles
   // keep their broadcasts in registers: with them folded, 0.80-0.88x (conv 3×3 on 56×56 and
-  // 28×28) and 0.95x (attention P·V).
-  const auto step = [&] {
+  // 28×28) and 0.95x (attention P·V). The accumulators stay in registers only where every call
+  // of step and steps is inlined, hence always_inline.
+  const auto step = [&]() __attribute__((always_inline)) {
     R bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
@@ -105,7 +119,7 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
     a += a_cs;
     b += NR;
   };
-  const auto steps = [&](int64_t count) {
+  const auto steps = [&](int64_t count) __attribute__((always_inline)) {
     int64_t p = 0;
     if constexpr (kPackedA && V::kFmaReadsBroadcast) {
 #pragma GCC unroll 1
@@ -114,9 +128,14 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
 #pragma GCC unroll 1
     for (; p < count; ++p) step();
   };
-  steps(kc - std::min(kc, kCTail));
-  fetch_c();
-  steps(std::min(kc, kCTail));
+  if (kc >= kWindow) {
+    steps(kc - kWindow);
+    for (int j = (2 - kPhases) * MR; j < 2 * MR; ++j) fetch_row(j % MR, j >= MR), steps(kGap);
+    steps(kAfter);
+  } else {  // too few steps to spread the fetches over
+    for (int i = 0; i < MR; ++i) fetch_row(i, true);
+    steps(kc);
+  }
   // NOTE: every load of C comes before the first store. C's rows are often a multiple of 4 KiB
   // apart, and a load after a store to the same address modulo 4 KiB waits for the store
   // (4K aliasing): interleaved, each load but the first would.

@@ -32,7 +32,7 @@ def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, 
         return gpu.run(suite, quick=quick, json_path=json_path, out=out)
 
     try:
-        from engine import _C  # noqa: F401
+        from engine import _C
     except ImportError as e:
         raise SystemExit(f"engine bench needs the native modules ({e}). " + (source_tree_hint() or "")) from None
 
@@ -52,13 +52,14 @@ def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, 
     rows = []
     for name in names:
         for case in SUITES[name](quick, thread_counts):
-            rows.append(run_case(case, rounds, min_time))
+            rows.append(run_case(case, rounds, min_time, peak_probe=_C.fma_peak_gflops))
             print(f"  {case.suite} {case.name}, {case.nthreads} threads: done", file=sys.stderr)
     peaks = {(d, t): g for (d, t), g in peaks.items() if any(r["dtype"] == d for r in rows)}
     out(format_table(rows, peaks))
     peak_text = ", ".join(f"{d} {t} thr {g:.0f}" for (d, t), g in peaks.items())
     out(f"\nmeasured FMA peak (GFLOP/s): {peak_text}")
     out(f"rates: medians of {rounds} interleaved rounds; ratios: medians of the per-round ratios; "
+        f"%peak: the median of engine's rate over the FMA probe run in the same round; "
         f"{time.perf_counter() - start:.0f} s in all")
     if json_path:
         write_json(json_path, rows, peaks, collect())

@@ -49,19 +49,26 @@ def _flat(result):
     return [np.asarray(result)]
 
 
-def run_case(case, rounds, min_time):
-    """Check, then time, one case; returns a result row (a dict)."""
+def run_case(case, rounds, min_time, peak_probe=None):
+    """Check, then time, one case; returns a result row (a dict). `peak_probe(dtype, threads)`,
+    if given, measures the FMA peak (GFLOP/s) at the start of each round of a GFLOP/s case."""
+    probe = peak_probe if case.unit == "GFLOP/s" else None
+    round_peaks = []
     with threads(case.nthreads):
         outputs = {name: fn() for name, fn in case.impls.items()}
         mismatched = _agree(case, outputs)
         del outputs
-        round_seconds = interleaved_samples(case.impls, rounds=rounds, min_time=min_time)
+        each_round = (lambda: round_peaks.append(probe(case.dtype, case.nthreads))) if probe else None
+        round_seconds = interleaved_samples(case.impls, rounds=rounds, min_time=min_time,
+                                            each_round=each_round)
     seconds = {k: statistics.median(s) for k, s in round_seconds.items()}
     # rate: work per second (higher is better) whatever the unit, so ratios read the same way
     scale = 1e9 if case.unit == "GFLOP/s" else 1.0
     row = {"suite": case.suite, "case": case.name, "dtype": case.dtype, "threads": case.nthreads,
            "unit": case.unit, "seconds": seconds, "round_seconds": round_seconds,
            "rate": {k: case.work / s / scale for k, s in seconds.items()}, "mismatch": mismatched}
+    if round_peaks:
+        row["round_peak_gflops"] = round_peaks
     if case.memory:
         row["peak_extra_mib"] = {k: v / 2**20 for k, v in case.memory.items()}
     return row
@@ -77,6 +84,20 @@ def speedup(row, impl, baseline):
     if impl in rounds and baseline in rounds:
         return statistics.median(b / a for a, b in zip(rounds[impl], rounds[baseline]))
     return row["rate"][impl] / row["rate"][baseline]
+
+
+def peak_fraction(row, peaks):
+    """engine's rate as a fraction of the FMA peak: the median over the rounds of its rate over
+    the probe run at the start of the same round, where the row has them (the host's speed
+    drifts over a run, and a peak read once at the start would misjudge rows timed later), else
+    over `peaks[(dtype, threads)]`; None without either."""
+    round_peaks = row.get("round_peak_gflops")
+    if round_peaks:
+        rates = (row["rate"]["engine"] * row["seconds"]["engine"] / s
+                 for s in row["round_seconds"]["engine"])
+        return statistics.median(r / p for r, p in zip(rates, round_peaks))
+    peak = peaks.get((row["dtype"], row["threads"]))
+    return row["rate"]["engine"] / peak if peak else None
 
 
 def format_table(rows, peaks):
@@ -108,8 +129,8 @@ def _suite_table(rows, peaks):
         if "torch" in impls:
             cells.append(f"{speedup(r, 'engine', 'torch'):.2f}x" if "torch" in g else "-")
         if flops:
-            peak = peaks.get((r["dtype"], r["threads"]))
-            cells.append(f"{100 * g['engine'] / peak:.0f}%" if peak else "-")
+            fraction = peak_fraction(r, peaks)
+            cells.append(f"{100 * fraction:.0f}%" if fraction else "-")
         if has_mem:
             mem = r.get("peak_extra_mib", {})
             cells += [f"{mem[i]:.1f}" if i in mem else "-" for i in impls]

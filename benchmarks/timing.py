@@ -26,14 +26,17 @@ def time_call(fn, min_time=0.02):
             return elapsed / calls
 
 
-def interleaved_samples(fns, rounds=7, min_time=0.02, warmup=1):
+def interleaved_samples(fns, rounds=7, min_time=0.02, warmup=1, each_round=None):
     """{name: [seconds per call in each round]} for the callables in `fns`, timed in interleaved
-    rounds."""
+    rounds. `each_round`, if given, is called at the start of every round, after the same pause."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples = {name: [] for name in fns}
     for _ in range(rounds):
+        if each_round:
+            time.sleep(SWITCH_PAUSE_S)
+            each_round()
         for name, fn in fns.items():
             time.sleep(SWITCH_PAUSE_S)
             time_call(fn, SETTLE_S)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.benchmarks import gemm, timing, train
-from engine.benchmarks.runner import Case, format_table, run_case, speedup, write_json
+from engine.benchmarks.runner import Case, format_table, peak_fraction, run_case, speedup, write_json
 
 
 def _case(engine_fn, unit="GFLOP/s"):
@@ -66,6 +66,32 @@ def test_ratios_pair_the_implementations_round_by_round():
            "round_seconds": {"engine": [1.0, 1.0, 10.0], "numpy": [2.0, 20.0, 20.0]}}
     assert speedup(row, "engine", "numpy") == 2.0
     assert speedup({"rate": row["rate"]}, "engine", "numpy") == 20.0  # no rounds: the medians
+
+
+def test_the_peak_is_probed_in_every_round_of_a_flops_case_only():
+    probes = []
+
+    def probe(dtype, threads):
+        probes.append((dtype, threads))
+        return 100.0
+
+    same = lambda: np.arange(6.0).reshape(2, 3) * 2  # noqa: E731
+    flops = run_case(_case(same), rounds=3, min_time=0.0, peak_probe=probe)
+    assert probes == [("float32", 1)] * 3 and flops["round_peak_gflops"] == [100.0] * 3
+    steps = run_case(_case(same, unit="ms/step"), rounds=3, min_time=0.0, peak_probe=probe)
+    assert len(probes) == 3 and "round_peak_gflops" not in steps
+
+
+def test_peak_fraction_pairs_each_round_with_its_own_probe():
+    """The host runs at half speed in round 2: engine's rate and the probe both halve, and the
+    fraction stays 0.9, where the peak read once at the start (200) would make it 0.45."""
+    row = {"dtype": "float32", "threads": 1, "rate": {"engine": 90.0},
+           "seconds": {"engine": 2.0}, "round_seconds": {"engine": [1.0, 2.0, 2.0]},
+           "round_peak_gflops": [200.0, 100.0, 100.0]}
+    assert peak_fraction(row, {("float32", 1): 200.0}) == pytest.approx(0.9)
+    del row["round_peak_gflops"]  # no probes in the rounds: the median rate over the one peak
+    assert peak_fraction(row, {("float32", 1): 200.0}) == pytest.approx(0.45)
+    assert peak_fraction(row, {}) is None
 
 
 def test_gemm_suite_implementations_agree():

@@ -93,9 +93,9 @@ def peak_fraction(row, peaks):
     over `peaks[(dtype, threads)]`; None without either."""
     round_peaks = row.get("round_peak_gflops")
     if round_peaks:
-        rates = (row["rate"]["engine"] * row["seconds"]["engine"] / s
-                 for s in row["round_seconds"]["engine"])
-        return statistics.median(r / p for r, p in zip(rates, round_peaks))
+        gflop = row["rate"]["engine"] * row["seconds"]["engine"]  # per call
+        return statistics.median(gflop / s / p
+                                 for s, p in zip(row["round_seconds"]["engine"], round_peaks))
     peak = peaks.get((row["dtype"], row["threads"]))
     return row["rate"]["engine"] / peak if peak else None
 

@@ -22,6 +22,7 @@
 #include "common/workspace.h"
 #include "cpu/conv2d.h"
 #include "cpu/parallel_items.h"
+#include "cpu/prefetch.h"
 
 namespace engine::cpu::detail {
 
@@ -295,8 +296,8 @@ struct DirectConv {
   template <typename T>
   static void prefetch_for_write(const T* p, int64_t n) {
     constexpr int64_t line = 64 / int64_t(sizeof(T));
-    for (int64_t q = 0; q < n; q += line) __builtin_prefetch(p + q, 1);
-    __builtin_prefetch(p + n - 1, 1);
+    for (int64_t q = 0; q < n; q += line) prefetch_for_store(p + q);
+    prefetch_for_store(p + n - 1);
   }
 
   // ---- Few taps ---------------------------------------------------------------------------------

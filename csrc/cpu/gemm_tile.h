@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cpu/gemm.h"
+#include "cpu/prefetch.h"
 
 namespace engine::cpu::detail::simd {
 
@@ -46,11 +47,6 @@ typename V::R gelu(typename V::R x) {
     for (double& e : v) e = 0.5 * e * (1.0 + std::erf(e * 0.70710678118654752));
     return V::load(v);
   }
-}
-
-// Fetches p's line into L1 in the state a store needs (prefetchw; a no-op on CPUs without it).
-inline void prefetch_for_store(const void* p) {
-  asm volatile("prefetchw %0" ::"m"(*static_cast<const char*>(p)));
 }
 
 // One MR×(NV vectors) tile (the MicroKernel contract in gemm.h). kPackedA fixes A's strides

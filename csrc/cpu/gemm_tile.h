@@ -60,20 +60,20 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   using R = typename V::R;
   constexpr int L = V::kLanes, NR = NV * L;
   if constexpr (kPackedA) a_rs = 1, a_cs = MR;
-  // NOTE: C's rows are fetched during the last steps of the K loop, a row every kGap steps:
-  // first towards L2 (prefetcht1), then into L1 in the state a store needs (prefetchw), ending
-  // kAfter steps before the end. Fetched all at once (24 lines), they took the line fill buffers
-  // the A and B streams need; against fetching every row at the start and again 24 steps before
-  // the end, same process: 1024³ fp32 1.04x, 2048³ 1.05x, 4096×768×3072 (C from memory) 1.05x,
-  // fp64 1.05-1.08x, 2 threads 1.01-1.09x. Into L1 only near the end, because C's rows are often
-  // a multiple of 4 KiB apart, so they all fall in one L1 set, where the A and B lines streaming
-  // past evict them. With A read in place (MR more lines streaming through L1) only the late
-  // fetch, a row every 2 steps: 1.06x at 128×784×64 and 64×784×64, where the two phases measured
-  // 1.00-1.01x.
+  // NOTE: with A packed, C's rows are fetched during the last steps of the K loop, a row every
+  // kGap steps: first towards L2 (prefetcht1), then into L1 in the state a store needs
+  // (prefetchw), ending kAfter steps before the end. Fetched all at once (24 lines) at the start
+  // and again 24 steps before the end, as before, they took the line fill buffers the A and B
+  // streams need; the spread fetches measured, same process: 1024³ fp32 1.02-1.05x, 2048³
+  // 1.02-1.06x, 4096×768×3072 (C from memory) 1.05x, fp64 1.04-1.08x, 2 threads 1.01-1.09x. Into
+  // L1 only near the end, because C's rows are often a multiple of 4 KiB apart, so they all fall
+  // in one L1 set, where the A and B lines streaming past evict them. With A read in place all
+  // rows are fetched towards L2 at the start and again kLate steps before the end, as before but
+  // for the hint (t0 then): 1.00x there, where the spread fetches measured 0.90-0.95x (128×784×64
+  // and 64×784×64; cause not found).
   constexpr int kRowBytes = NR * int(sizeof(T));
-  constexpr int kGap = kPackedA ? 4 : 2, kPhases = kPackedA ? 2 : 1;
-  constexpr int64_t kAfter = 8, kWindow = kPhases * MR * kGap + kAfter;
-  const auto fetch_row = [&](int i, bool for_store) {
+  constexpr int64_t kGap = 4, kAfter = 8, kWindow = 2 * MR * kGap + kAfter, kLate = 24;
+  const auto fetch_row = [&](int i, bool for_store) {  // else towards L2
     const char* row = reinterpret_cast<const char*>(c + i * ldc);
     const auto fetch = [&](const char* p) {
       if (for_store) prefetch_for_store(p);
@@ -95,9 +95,8 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   // NOTE: fma_bcast measured 1.00-1.03x on the GEMM shapes of the benchmark in a fast phase of
   // the host, 1.02-1.05x in slow ones (1024³, same-process A/B). The conv2d and attention tiles
   // keep their broadcasts in registers: with them folded, 0.80-0.88x (conv 3×3 on 56×56 and
-  // 28×28) and 0.95x (attention P·V). The accumulators stay in registers only where every call
-  // of step and steps is inlined, hence always_inline.
-  const auto step = [&]() __attribute__((always_inline)) {
+  // 28×28) and 0.95x (attention P·V).
+  const auto step = [&] {
     R bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
@@ -115,7 +114,7 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
     a += a_cs;
     b += NR;
   };
-  const auto steps = [&](int64_t count) __attribute__((always_inline)) {
+  const auto steps = [&](int64_t count) {
     int64_t p = 0;
     if constexpr (kPackedA && V::kFmaReadsBroadcast) {
 #pragma GCC unroll 1
@@ -124,9 +123,14 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
 #pragma GCC unroll 1
     for (; p < count; ++p) step();
   };
-  if (kc >= kWindow) {
+  if constexpr (!kPackedA) {
+    for (int i = 0; i < MR; ++i) fetch_row(i, false);
+    steps(kc - std::min(kc, kLate));
+    for (int i = 0; i < MR; ++i) fetch_row(i, false);
+    steps(std::min(kc, kLate));
+  } else if (kc >= kWindow) {
     steps(kc - kWindow);
-    for (int j = (2 - kPhases) * MR; j < 2 * MR; ++j) fetch_row(j % MR, j >= MR), steps(kGap);
+    for (int j = 0; j < 2 * MR; ++j) fetch_row(j % MR, j >= MR), steps(kGap);
     steps(kAfter);
   } else {  // too few steps to spread the fetches over
     for (int i = 0; i < MR; ++i) fetch_row(i, true);

@@ -103,6 +103,21 @@ def test_float32_probabilities_are_accurate_over_the_whole_exp_range(isa):
     assert rel.max() <= 6 * EPS32, f"max relative error {rel.max() / EPS32:.1f} eps"
 
 
+def test_float32_probabilities_are_never_subnormal(isa):
+    """Where e^-x falls below the smallest normal float (x > 87.34) the probability is 0, not
+    subnormal: the P·V products would be orders of magnitude slower reading subnormals."""
+    x = np.linspace(86.5, 88.5, 2001, dtype=np.float32)
+    q = np.ones((x.size, 1, 1, 1), np.float32)
+    k = np.stack([np.zeros_like(x), -x], 1).reshape(x.size, 1, 2, 1)
+    v = np.broadcast_to(np.eye(2, dtype=np.float32), (x.size, 1, 2, 2)).copy()
+    p_small = _C.attention_forward(q, k, v, None, False, 1.0)[0].reshape(x.size, 2)[:, 1]
+    tiny = np.finfo(np.float32).tiny
+    assert np.all((p_small == 0) | (p_small >= tiny))
+    want = np.exp(-x.astype(np.float64))
+    normal = x <= 87.3
+    np.testing.assert_allclose(p_small[normal], want[normal], rtol=6 * EPS32)
+
+
 def test_custom_scale():
     q, k, v, dout = inputs(np.random.default_rng(0), 2, 2, 20, 30, 8, 8)
     assert_attention_close(native(q, k, v, dout, scale=0.3), reference(q, k, v, dout, scale=0.3), q, k, v)

@@ -72,10 +72,18 @@ void tile_portable(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* 
   }
 }
 
+// exp(x), with 0 for results below the smallest normal number, as the SIMD kernels give them: a
+// subnormal probability would slow every product that reads it by orders of magnitude.
+template <typename T>
+T exp_normal(T x) {
+  const T e = std::exp(x);
+  return e < std::numeric_limits<T>::min() ? T(0) : e;
+}
+
 template <typename T>
 void exp_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, const T* shift) {
   for (int64_t p = 0; p < rows; ++p)
-    for (int64_t j = 0; j < cols; ++j) s[p * ld + j] = std::exp(s[p * ld + j] - shift[j]);
+    for (int64_t j = 0; j < cols; ++j) s[p * ld + j] = exp_normal(s[p * ld + j] - shift[j]);
 }
 
 template <typename T>
@@ -88,13 +96,13 @@ void softmax_block_portable(T* s, int64_t ld, int64_t rows, int64_t cols, T* m, 
     for (int j = 0; j < detail::kAttnNR<T>; ++j) {
       const T mx = m[j0 + j];
       shift[j] = mx == kNegInf<T> ? T(0) : mx;
-      alpha[j0 + j] = std::exp(alpha[j0 + j] - shift[j]);
+      alpha[j0 + j] = exp_normal(alpha[j0 + j] - shift[j]);
       l[j0 + j] *= alpha[j0 + j];
     }
     for (int64_t p = 0; p < rows; ++p)
       for (int j = 0; j < detail::kAttnNR<T>; ++j) {
         T& x = s[p * ld + j0 + j];
-        x = std::exp(x - shift[j]);
+        x = exp_normal(x - shift[j]);
         l[j0 + j] += x;
       }
   }

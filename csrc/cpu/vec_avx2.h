@@ -34,6 +34,10 @@ struct Vec<float> {
   static R zero_where_eq(R key, R x, R v) {
     return _mm256_andnot_ps(_mm256_cmp_ps(key, x, _CMP_EQ_OQ), v);
   }
+  // v, with 0 in the lanes where key < bound (a NaN key compares false)
+  static R zero_where_less(R key, R bound, R v) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(key, bound, _CMP_LT_OQ), v);
+  }
   // 2^n from t whose low mantissa bits hold the integer n + 127 (see the attention exp)
   static R pow2_of_biased(R t) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));

@@ -42,6 +42,10 @@ struct Vec<float> {
   static R zero_where_eq(R key, R x, R v) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(key, x, _CMP_NEQ_UQ), v);
   }
+  // v, with 0 in the lanes where key < bound (a NaN key compares false)
+  static R zero_where_less(R key, R bound, R v) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(key, bound, _CMP_NLT_UQ), v);
+  }
   // 2^n from t whose low mantissa bits hold the integer n + 127 (see the attention exp)
   static R pow2_of_biased(R t) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));

@@ -88,18 +88,24 @@ def test_matches_float64_reference(isa, shape, is_causal, dtype):
                            reference(q, k, v, dout, is_causal=is_causal), q, k, v)
 
 
-def test_float32_probabilities_are_accurate_over_the_whole_exp_range(isa):
-    """Two keys, scores 0 and -x for x in [0, 87] (exact: q = 1, k = (0, -x), scale 1) and V the
-    identity, so out is the pair of probabilities (1, e^-x) / (1 + e^-x). Each goes through one
-    exp, one sum and one division, so a few ulp bound it however small it is."""
-    x = np.linspace(0, 87, 4001, dtype=np.float32)  # one batch item per x
+def two_key_probabilities(x):
+    """Per x (one batch item each), the float32 kernel's probabilities of two keys with scores 0
+    and -x (exact: q = 1, k = (0, -x), scale 1), read out through V = the identity: an
+    (x.size, 2) array, exactly (1, e^-x) / (1 + e^-x)."""
     q = np.ones((x.size, 1, 1, 1), np.float32)
     k = np.stack([np.zeros_like(x), -x], 1).reshape(x.size, 1, 2, 1)
     v = np.broadcast_to(np.eye(2, dtype=np.float32), (x.size, 1, 2, 2)).copy()
     out, _ = _C.attention_forward(q, k, v, None, False, 1.0)
+    return out.reshape(x.size, 2)
+
+
+def test_float32_probabilities_are_accurate_over_the_whole_exp_range(isa):
+    """x in [0, 87]: each probability goes through one exp, one sum and one division, so a few
+    ulp bound it however small it is."""
+    x = np.linspace(0, 87, 4001, dtype=np.float32)
     e = np.exp(-x.astype(np.float64))
     want = np.stack([1 / (1 + e), e / (1 + e)], 1)
-    rel = np.abs(out.reshape(x.size, 2) - want) / want
+    rel = np.abs(two_key_probabilities(x) - want) / want
     assert rel.max() <= 6 * EPS32, f"max relative error {rel.max() / EPS32:.1f} eps"
 
 
@@ -107,10 +113,7 @@ def test_float32_probabilities_are_never_subnormal(isa):
     """Where e^-x falls below the smallest normal float (x > 87.34) the probability is 0, not
     subnormal: the P·V products would be orders of magnitude slower reading subnormals."""
     x = np.linspace(86.5, 88.5, 2001, dtype=np.float32)
-    q = np.ones((x.size, 1, 1, 1), np.float32)
-    k = np.stack([np.zeros_like(x), -x], 1).reshape(x.size, 1, 2, 1)
-    v = np.broadcast_to(np.eye(2, dtype=np.float32), (x.size, 1, 2, 2)).copy()
-    p_small = _C.attention_forward(q, k, v, None, False, 1.0)[0].reshape(x.size, 2)[:, 1]
+    p_small = two_key_probabilities(x)[:, 1]
     tiny = np.finfo(np.float32).tiny
     assert np.all((p_small == 0) | (p_small >= tiny))
     want = np.exp(-x.astype(np.float64))

@@ -56,17 +56,16 @@ void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
 // maximum): x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two so n·ln2 is exact), exp(r) by a degree-5
 // minimax polynomial (relative error 1.03e-7; 2.2 ulp at most after rounding), times 2^n.
 // n comes out of one FMA: adding 1.5·2^23 rounds x·log2(e) to an integer held in the low mantissa
-// bits, already biased by 127, so shifting those bits into the exponent field builds 2^n.
-// NOTE: x is clamped at -88, where n = -127: the biased exponent is 0, so 2^n and the result are
-// exactly 0 (exp(-inf) = 0, as masked scores need). Results from FLT_MIN down are 0 too, never
-// subnormal (x < -87.33, a hair above -126·ln2 so the polynomial's error cannot leave one): every
-// FMA of the P·V tiles that reads a subnormal probability takes a microcode assist (~250x its
-// time, measured on an Intel Xeon). NaN propagates: max(lo, NaN) is NaN (the second operand wins).
+// bits, already biased by 127 (which the AVX2 version shifts into the exponent field to build 2^n).
+// NOTE: results from FLT_MIN down are 0, never subnormal (x < -87.33, a hair above -126·ln2 so the
+// polynomial's error cannot leave one; exp(-inf) = 0, as masked scores need): every FMA of the P·V
+// tiles that reads a subnormal probability takes a microcode assist (~250x its time, measured on
+// an Intel Xeon). Those lanes need no clamp beforehand: their garbage never reaches the result.
+// NaN propagates. 12 vector operations with AVX-512, 13 with AVX2; the softmax is bound by them.
 template <typename V>
 typename V::R exp_ps(typename V::R x) {
   using R = typename V::R;
   const R magic = V::set1(12582912.0f + 127.0f);
-  x = V::max(V::set1(-88.0f), x);
   const R t = V::fma(x, V::set1(1.44269504088896341f), magic);
   const R n = V::sub(t, magic);
   R r = V::fnma(n, V::set1(0.693359375f), x);
@@ -76,7 +75,7 @@ typename V::R exp_ps(typename V::R x) {
   p = V::fma(p, r, V::set1(4.99992311e-1f));
   p = V::fma(p, r, V::set1(1.0f));
   p = V::fma(p, r, V::set1(1.0f));
-  return V::zero_where_less(x, V::set1(-87.33f), V::mul(p, V::pow2_of_biased(t)));
+  return V::scale_pow2_unless_below(p, n, t, x, V::set1(-87.33f));
 }
 
 template <typename V>

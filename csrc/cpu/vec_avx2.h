@@ -34,13 +34,13 @@ struct Vec<float> {
   static R zero_where_eq(R key, R x, R v) {
     return _mm256_andnot_ps(_mm256_cmp_ps(key, x, _CMP_EQ_OQ), v);
   }
-  // v, with 0 in the lanes where key < bound (a NaN key compares false)
-  static R zero_where_less(R key, R bound, R v) {
-    return _mm256_andnot_ps(_mm256_cmp_ps(key, bound, _CMP_LT_OQ), v);
-  }
-  // 2^n from t whose low mantissa bits hold the integer n + 127 (see the attention exp)
-  static R pow2_of_biased(R t) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+  // p·2^n, with 0 in the lanes where key < bound (a NaN key compares false), for the attention
+  // exp: 2^n is built from t, whose low mantissa bits hold n + 127 (the AVX-512 version uses n).
+  // In lanes about to be zeroed n + 127 may be out of range; the bits built from it are then 0,
+  // inf or a normal number (their mantissa is zero), so the product is harmless.
+  static R scale_pow2_unless_below(R p, R /*n*/, R t, R key, R bound) {
+    const R pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_andnot_ps(_mm256_cmp_ps(key, bound, _CMP_LT_OQ), _mm256_mul_ps(p, pow2));
   }
   static float hsum(R v) {  // (lanes 0+4, 1+5, 2+6, 3+7) paired, then those four
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -42,13 +42,11 @@ struct Vec<float> {
   static R zero_where_eq(R key, R x, R v) {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(key, x, _CMP_NEQ_UQ), v);
   }
-  // v, with 0 in the lanes where key < bound (a NaN key compares false)
-  static R zero_where_less(R key, R bound, R v) {
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(key, bound, _CMP_NLT_UQ), v);
-  }
-  // 2^n from t whose low mantissa bits hold the integer n + 127 (see the attention exp)
-  static R pow2_of_biased(R t) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+  // p·2^n, with 0 in the lanes where key < bound (a NaN key compares false), for the attention
+  // exp (t, n + 127 in its low mantissa bits, is for the AVX2 version). Masked-off lanes are not
+  // computed, so whatever n holds there costs nothing.
+  static R scale_pow2_unless_below(R p, R n, R /*t*/, R key, R bound) {
+    return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(key, bound, _CMP_NLT_UQ), p, n);
   }
   static float hsum(R v) { return _mm512_reduce_add_ps(v); }
 };

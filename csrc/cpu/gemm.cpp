@@ -178,19 +178,23 @@ void sharers_barrier(const Part& pt) {
   }
 }
 
-// A partial tile runs the same full-size microkernel on a stack tile and copies the valid part
-// back, so edge elements get exactly the arithmetic of interior ones.
+// A partial tile runs the smallest kernel that covers its rows, on C in place when it fits the
+// kernel exactly, else on a stack tile whose valid part is copied back: edge elements get exactly
+// the arithmetic of interior ones.
 template <typename T>
 void run_tile(const KernelInfo<T>& ki, int64_t kc, const T* a, int64_t a_rs, int64_t a_cs,
               const T* b, T* c, int64_t ldc, int64_t m, int64_t n, const Epilogue<T>& ep) {
-  if (m == ki.mr && n == ki.nr) return ki.fn(kc, a, a_rs, a_cs, b, c, ldc, ep);
+  int rows = static_cast<int>(m);
+  while (rows < ki.mr && !ki.by_rows[rows]) ++rows;
+  const detail::MicroKernel<T> fn = rows < ki.mr ? ki.by_rows[rows] : ki.fn;
+  if (m == rows && n == ki.nr) return fn(kc, a, a_rs, a_cs, b, c, ldc, ep);
   alignas(64) T tile[detail::kMaxMR * detail::kMaxNR] = {};
   alignas(64) T bias[detail::kMaxNR] = {};
   Epilogue<T> edge = ep;
   if (ep.beta != T(0))
     for (int64_t i = 0; i < m; ++i) std::copy(c + i * ldc, c + i * ldc + n, tile + i * ki.nr);
   if (ep.bias) edge.bias = std::copy(ep.bias, ep.bias + n, bias) - n;
-  ki.fn(kc, a, a_rs, a_cs, b, tile, ki.nr, edge);
+  fn(kc, a, a_rs, a_cs, b, tile, ki.nr, edge);
   for (int64_t i = 0; i < m; ++i) std::copy(tile + i * ki.nr, tile + i * ki.nr + n, c + i * ldc);
 }
 

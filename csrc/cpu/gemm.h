@@ -85,14 +85,18 @@ void pack_panels_strided(const T* src, int64_t lane_stride, int64_t k_stride, in
   }
 }
 
+constexpr int kMaxMR = 12, kMaxNR = 32;  // bound every kernel's tile (edge tiles live on the stack)
+
 template <typename T>
 struct KernelInfo {
   MicroKernel<T> fn;
   int mr, nr;
   Packer<T> pack;
+  // Kernels of fewer rows (by_rows[r] has r, null where there is none) for a last micro-panel of
+  // m < mr rows, which takes the first at or above m: 4 rows of a 12-row tile cost a third of
+  // one, not all of it.
+  MicroKernel<T> by_rows[kMaxMR] = {};
 };
-
-constexpr int kMaxMR = 12, kMaxNR = 32;  // bound every kernel's tile (edge tiles live on the stack)
 
 // Defined in gemm_avx2.cpp; call only when cpu_has_avx2_fma().
 KernelInfo<float> avx2_kernel_f32();

@@ -8,12 +8,19 @@ namespace engine::cpu::detail {
 
 constexpr int kMR = 6, kNV = 2;
 
-KernelInfo<float> avx2_kernel_f32() {
-  return {&simd::microkernel<avx2::Vec<float>, kMR, kNV>, kMR, 16, avx2_packer_f32()};
+// With 2- and 4-row kernels for the last micro-panel (read through its strides: a packed panel's
+// steps are kMR apart).
+template <typename T>
+KernelInfo<T> kernel(int nr, Packer<T> pack) {
+  using V = avx2::Vec<T>;
+  KernelInfo<T> ki{&simd::microkernel<V, kMR, kNV>, kMR, nr, pack};
+  ki.by_rows[2] = &simd::tile<V, 2, kNV, false>;
+  ki.by_rows[4] = &simd::tile<V, 4, kNV, false>;
+  return ki;
 }
-KernelInfo<double> avx2_kernel_f64() {
-  return {&simd::microkernel<avx2::Vec<double>, kMR, kNV>, kMR, 8, avx2_packer_f64()};
-}
+
+KernelInfo<float> avx2_kernel_f32() { return kernel<float>(16, avx2_packer_f32()); }
+KernelInfo<double> avx2_kernel_f64() { return kernel<double>(8, avx2_packer_f64()); }
 double fma_rate_avx2(bool f64) {
   return f64 ? simd::fma_rate<avx2::Vec<double>>() : simd::fma_rate<avx2::Vec<float>>();
 }

@@ -9,12 +9,19 @@ namespace engine::cpu::detail {
 
 constexpr int kMR = 12, kNV = 2;
 
-KernelInfo<float> avx512_kernel_f32() {
-  return {&simd::microkernel<avx512::Vec<float>, kMR, kNV>, kMR, 32, avx2_packer_f32()};
+// With 4- and 8-row kernels for the last micro-panel (read through its strides: a packed panel's
+// steps are kMR apart).
+template <typename T>
+KernelInfo<T> kernel(int nr, Packer<T> pack) {
+  using V = avx512::Vec<T>;
+  KernelInfo<T> ki{&simd::microkernel<V, kMR, kNV>, kMR, nr, pack};
+  ki.by_rows[4] = &simd::tile<V, 4, kNV, false>;
+  ki.by_rows[8] = &simd::tile<V, 8, kNV, false>;
+  return ki;
 }
-KernelInfo<double> avx512_kernel_f64() {
-  return {&simd::microkernel<avx512::Vec<double>, kMR, kNV>, kMR, 16, avx2_packer_f64()};
-}
+
+KernelInfo<float> avx512_kernel_f32() { return kernel<float>(32, avx2_packer_f32()); }
+KernelInfo<double> avx512_kernel_f64() { return kernel<double>(16, avx2_packer_f64()); }
 double fma_rate_avx512(bool f64) {
   return f64 ? simd::fma_rate<avx512::Vec<double>>() : simd::fma_rate<avx512::Vec<float>>();
 }

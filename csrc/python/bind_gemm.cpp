@@ -111,7 +111,8 @@ void run_gemm(py::array& out, const py::array& a, const Operand& oa, const py::a
 
 py::array matmul(const py::array& a, const py::array& b, const py::object& out_obj, double alpha,
                  double beta, const py::object& bias_obj, const std::string& activation) {
-  const std::string ab = "a " + shape_str(a) + " and b " + shape_str(b);
+  // Built only for a message: formatting shapes costs about as much as a small product's checks.
+  const auto ab = [&] { return "a " + shape_str(a) + " and b " + shape_str(b); };
   for (const auto& [x, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}})
     if (x->ndim() != 2 && x->ndim() != 3)
       throw std::invalid_argument(std::string("matmul: ") + name + " must be 2-D or 3-D, got shape " +
@@ -120,10 +121,10 @@ py::array matmul(const py::array& a, const py::array& b, const py::object& out_o
   require_same_dtype(a, b, "matmul", "a", "b");
   const Operand oa = operand(a, "a"), ob = operand(b, "b");
   if (oa.cols != ob.rows)
-    throw std::invalid_argument("matmul: " + ab + ": inner dimensions " + std::to_string(oa.cols) +
+    throw std::invalid_argument("matmul: " + ab() + ": inner dimensions " + std::to_string(oa.cols) +
                                 " and " + std::to_string(ob.rows) + " differ");
   if (a.ndim() == 3 && b.ndim() == 3 && oa.batch != ob.batch)
-    throw std::invalid_argument("matmul: " + ab + ": batch sizes " + std::to_string(oa.batch) +
+    throw std::invalid_argument("matmul: " + ab() + ": batch sizes " + std::to_string(oa.batch) +
                                 " and " + std::to_string(ob.batch) + " differ");
   const cpu::Activation act = parse_activation(activation);
 
@@ -138,7 +139,7 @@ py::array matmul(const py::array& a, const py::array& b, const py::object& out_o
                            dtype_str(*bias));
     if (bias->ndim() != 1 || bias->shape(0) != ob.cols)
       throw std::invalid_argument("matmul: bias has shape " + shape_str(*bias) + ", expected (" +
-                                  std::to_string(ob.cols) + ",) for " + ab);
+                                  std::to_string(ob.cols) + ",) for " + ab());
     require_c_contiguous(*bias, "matmul", "bias");
   }
 
@@ -157,7 +158,7 @@ py::array matmul(const py::array& a, const py::array& b, const py::object& out_o
     for (size_t i = 0; same && i < shape.size(); ++i) same = out.shape(i) == shape[i];
     if (!same)
       throw std::invalid_argument("matmul: out has shape " + shape_str(out) + ", expected " +
-                                  dims_str(shape) + " for " + ab);
+                                  dims_str(shape) + " for " + ab());
     require_c_contiguous(out, "matmul", "out");
     require_writeable(out, "matmul", "out");
     require_disjoint(out, a, "a");

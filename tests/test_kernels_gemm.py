@@ -104,11 +104,13 @@ def test_non_contiguous_views_match_their_copies(isa, dtype):
     rng = np.random.default_rng(1)
     big_a = rng.standard_normal((10, 11, 23)).astype(dtype)
     big_b = rng.standard_normal((10, 19, 23)).astype(dtype)
+    wide_b = rng.standard_normal((23, 80)).astype(dtype)
     views = [
         (big_a[::2], big_b[::2].swapaxes(1, 2)[:, :, 3:15]),      # sliced batch, transposed b
         (big_a[1::3, 2:9].swapaxes(1, 2), big_b[1::3, :7, 5:17]),  # transposed a, padded rows
         (big_a[0, ::-1], big_b[0].T[:, 2:9]),                      # negative row stride
         (np.broadcast_to(big_a[0, 0], (6, 23)), big_b[0].T),       # zero row stride
+        (big_a[0], wide_b[:, 3:72]),  # few rows of A: b's rows read in place, longer than its own
     ]
     for a, b in views:
         got = _C.matmul(a, b)

@@ -58,11 +58,12 @@ struct Epilogue {
   Activation act;
 };
 
-// One MR×NR tile: acc = Σ_p A(i, p)·Bp[p·NR + j] over p < kc, where A(i, p) = a[i·a_rs + p·a_cs]
-// (a packed panel has a_rs = 1, a_cs = MR) and Bp is a packed B micro-panel. Full tiles only.
+// One MR×NR tile: acc = Σ_p A(i, p)·b[p·b_rs + j] over p < kc, where A(i, p) = a[i·a_rs + p·a_cs]
+// (a packed panel has a_rs = 1, a_cs = MR) and b is a packed B micro-panel (b_rs = NR) or B's
+// rows in place. Full tiles only.
 template <typename T>
-using MicroKernel = void (*)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b, T* c,
-                             int64_t ldc, const Epilogue<T>& ep);
+using MicroKernel = void (*)(int64_t kc, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                             int64_t b_rs, T* c, int64_t ldc, const Epilogue<T>& ep);
 
 // Packs micro-panels of `width` lanes × kc steps, stored step after step (out[p·width + l]) so
 // the microkernel reads each front to back: lane l, step p of the source is

@@ -49,17 +49,17 @@ typename V::R gelu(typename V::R x) {
   }
 }
 
-// One MR×(NV vectors) tile (the MicroKernel contract in gemm.h). kPackedA fixes A's strides
-// (1, MR) at compile time so the hot loop addresses A with immediate offsets; otherwise A is read
-// in place through its strides.
+// One MR×(NV vectors) tile (the MicroKernel contract in gemm.h). kPackedA fixes the strides of
+// packed A (1, MR) and packed B (NR) at compile time so the hot loop addresses A with immediate
+// offsets; otherwise A and B are read through their strides.
 template <typename V, int MR, int NV, bool kPackedA>
 inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
-                 const typename V::T* b, typename V::T* c, int64_t ldc,
+                 const typename V::T* b, int64_t b_rs, typename V::T* c, int64_t ldc,
                  const Epilogue<typename V::T>& ep) {
   using T = typename V::T;
   using R = typename V::R;
   constexpr int L = V::kLanes, NR = NV * L;
-  if constexpr (kPackedA) a_rs = 1, a_cs = MR;
+  if constexpr (kPackedA) a_rs = 1, a_cs = MR, b_rs = NR;
   // NOTE: with A packed, C's rows are fetched during the last steps of the K loop, a row every
   // kGap steps: first towards L2 (prefetcht1), then into L1 in the state a store needs
   // (prefetchw), ending kAfter steps before the end. Fetched all at once (24 lines) at the start
@@ -112,7 +112,7 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
       }
     }
     a += a_cs;
-    b += NR;
+    b += b_rs;
   };
   const auto steps = [&](int64_t count) {
     int64_t p = 0;
@@ -163,10 +163,11 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
 
 template <typename V, int MR, int NV>
 void microkernel(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
-                 const typename V::T* b, typename V::T* c, int64_t ldc,
+                 const typename V::T* b, int64_t b_rs, typename V::T* c, int64_t ldc,
                  const Epilogue<typename V::T>& ep) {
-  if (a_rs == 1 && a_cs == MR) tile<V, MR, NV, true>(kc, a, a_rs, a_cs, b, c, ldc, ep);
-  else tile<V, MR, NV, false>(kc, a, a_rs, a_cs, b, c, ldc, ep);
+  if (a_rs == 1 && a_cs == MR && b_rs == NV * V::kLanes)
+    tile<V, MR, NV, true>(kc, a, a_rs, a_cs, b, b_rs, c, ldc, ep);
+  else tile<V, MR, NV, false>(kc, a, a_rs, a_cs, b, b_rs, c, ldc, ep);
 }
 
 // FLOP/s of the calling thread on V's FMA: twelve independent chains, enough to cover a 4-cycle

@@ -14,8 +14,8 @@ template <typename T>
 KernelInfo<T> kernel(int nr, Packer<T> pack) {
   using V = avx2::Vec<T>;
   KernelInfo<T> ki{&simd::microkernel<V, kMR, kNV>, kMR, nr, pack};
-  ki.by_rows[2] = &simd::tile<V, 2, kNV, false>;
-  ki.by_rows[4] = &simd::tile<V, 4, kNV, false>;
+  ki.by_rows[2] = &simd::microkernel<V, 2, kNV>;
+  ki.by_rows[4] = &simd::microkernel<V, 4, kNV>;
   return ki;
 }
 

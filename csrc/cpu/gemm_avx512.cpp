@@ -15,8 +15,8 @@ template <typename T>
 KernelInfo<T> kernel(int nr, Packer<T> pack) {
   using V = avx512::Vec<T>;
   KernelInfo<T> ki{&simd::microkernel<V, kMR, kNV>, kMR, nr, pack};
-  ki.by_rows[4] = &simd::tile<V, 4, kNV, false>;
-  ki.by_rows[8] = &simd::tile<V, 8, kNV, false>;
+  ki.by_rows[4] = &simd::microkernel<V, 4, kNV>;
+  ki.by_rows[8] = &simd::microkernel<V, 8, kNV>;
   return ki;
 }
 

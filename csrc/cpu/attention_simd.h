@@ -60,8 +60,9 @@ void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
 // NOTE: results from FLT_MIN down are 0, never subnormal (x < -87.33, a hair above -126·ln2 so the
 // polynomial's error cannot leave one; exp(-inf) = 0, as masked scores need): every FMA of the P·V
 // tiles that reads a subnormal probability takes a microcode assist (~250x its time, measured on
-// an Intel Xeon). Those lanes need no clamp beforehand: their garbage never reaches the result.
-// NaN propagates. 12 vector operations with AVX-512, 13 with AVX2; the softmax is bound by them.
+// an Intel Xeon). With AVX-512 those lanes need no clamp beforehand: masked off, they are not
+// computed. NaN propagates. 11 vector operations with AVX-512, 14 with AVX2; the softmax is bound
+// by them.
 template <typename V>
 typename V::R exp_ps(typename V::R x) {
   using R = typename V::R;

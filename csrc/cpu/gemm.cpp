@@ -65,8 +65,8 @@ constexpr int64_t kSerialMacs = int64_t{1} << 16;
 // Up to this many columns A is read in place instead of packed: packing costs about as much as
 // a pass over A, and A is re-read only N/NR times.
 constexpr int64_t kInPlaceMaxN = 128;
-// Up to this many A micro-panels (all of them read in place), B's full micro-panels are read in
-// place too (see make_plan).
+// With A read in place and M ≤ kInPlaceBPanels·MR, B's full micro-panels are read in place too
+// (see make_plan).
 constexpr int64_t kInPlaceBPanels = 4;
 // With A read in place, each A micro-panel meets every B micro-panel while it is in L1 (the loops
 // over them are swapped), so KC is bounded by packed B fitting half of L2 and the A micro-panel
@@ -214,9 +214,9 @@ const Epilogue<T>& epilogue_at(const Epilogue<T>& ep, int64_t jr, Epilogue<T>& a
   return at;
 }
 
-// Loops 3, 2 and 1 for columns j0..j1 of one kc×nc panel of packed B: MC rows of A at a time (in
-// L2, packed), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming
-// past).
+// Loops 3, 2 and 1 for columns j0..j1 of one kc×nc panel of B: MC rows of A at a time (in L2,
+// packed), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming
+// past); with A read in place, loops 1 and 2 swap.
 // `bpanels` holds the packed micro-panels of columns j0.. one after another (with B read in place,
 // only a partial last one); `brows` is B's first row of this K block.
 template <typename T>
@@ -312,8 +312,9 @@ Plan<T> make_plan(const GemmArgs<T>& g) {
   const int mr = pl.ki.mr, nr = pl.ki.nr;
   pl.pack_a = g.n > kInPlaceMaxN;
   // NOTE: packing B pays off over the A micro-panels that reuse it. With at most kInPlaceBPanels
-  // of them, B's rows read in place measured 1.05-1.35x (16 to 48 rows, 1 and 2 threads); with
-  // 6 to 11 (64 and 128 rows) 1.02-1.05x on 1 thread but 0.89-0.94x on 2.
+  // of them, B's rows read in place measured 1.05-1.35x (16 to 48 rows, 1 and 2 threads; the
+  // AVX2 kernels 1.11-1.17x at 16 and 24 rows); with 6 to 11 (64 and 128 rows) 1.02-1.05x on 1
+  // thread but 0.89-0.94x on 2.
   pl.b_in_place = !pl.pack_a && g.b_cs == 1 && g.m <= kInPlaceBPanels * mr;
   const Blocking bl = blocking<T>(mr, nr);
   const int64_t kc_max = pl.pack_a ? bl.kc : in_place_max_kc<T>(g.n, mr, nr, bl.kc);

@@ -8,8 +8,11 @@ namespace engine::cpu::detail {
 
 constexpr int kMR = 6, kNV = 2;
 
+namespace {
+
 // With 2- and 4-row kernels for the last micro-panel (read through its strides: a packed panel's
-// steps are kMR apart).
+// steps are kMR apart). NOTE: file-local, like every name here that both kernel files define:
+// the linker would otherwise keep one of the two.
 template <typename T>
 KernelInfo<T> kernel(int nr, Packer<T> pack) {
   using V = avx2::Vec<T>;
@@ -18,6 +21,8 @@ KernelInfo<T> kernel(int nr, Packer<T> pack) {
   ki.by_rows[4] = &simd::microkernel<V, 4, kNV>;
   return ki;
 }
+
+}  // namespace
 
 KernelInfo<float> avx2_kernel_f32() { return kernel<float>(16, avx2_packer_f32()); }
 KernelInfo<double> avx2_kernel_f64() { return kernel<double>(8, avx2_packer_f64()); }

@@ -9,8 +9,11 @@ namespace engine::cpu::detail {
 
 constexpr int kMR = 12, kNV = 2;
 
+namespace {
+
 // With 4- and 8-row kernels for the last micro-panel (read through its strides: a packed panel's
-// steps are kMR apart).
+// steps are kMR apart). NOTE: file-local, like every name here that both kernel files define:
+// the linker would otherwise keep one of the two.
 template <typename T>
 KernelInfo<T> kernel(int nr, Packer<T> pack) {
   using V = avx512::Vec<T>;
@@ -19,6 +22,8 @@ KernelInfo<T> kernel(int nr, Packer<T> pack) {
   ki.by_rows[8] = &simd::microkernel<V, 8, kNV>;
   return ki;
 }
+
+}  // namespace
 
 KernelInfo<float> avx512_kernel_f32() { return kernel<float>(32, avx2_packer_f32()); }
 KernelInfo<double> avx512_kernel_f64() { return kernel<double>(16, avx2_packer_f64()); }

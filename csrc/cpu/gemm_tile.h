@@ -62,17 +62,17 @@ inline void tile(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   constexpr int L = V::kLanes, NR = NV * L;
   if constexpr (kPackedA) a_rs = 1, a_cs = MR;
   if constexpr (kPackedB) b_rs = NR;
-  // NOTE: with A packed, C's rows are fetched during the last steps of the K loop, a row every
-  // kGap steps: first towards L2 (prefetcht1), then into L1 in the state a store needs
-  // (prefetchw), ending kAfter steps before the end. Fetched all at once (24 lines) at the start
-  // and again 24 steps before the end, as before, they took the line fill buffers the A and B
-  // streams need; the spread fetches measured, same process: 1024³ fp32 1.02-1.05x, 2048³
+  // NOTE: with A and B packed (kPackedA), C's rows are fetched during the last steps of the K
+  // loop, a row every kGap steps: first towards L2 (prefetcht1), then into L1 in the state a
+  // store needs (prefetchw), ending kAfter steps before the end. Fetched all at once (24 lines) at
+  // the start and again 24 steps before the end, as before, they took the line fill buffers the
+  // A and B streams need; the spread fetches measured, same process: 1024³ fp32 1.02-1.05x, 2048³
   // 1.02-1.06x, 4096×768×3072 (C from memory) 1.05x, fp64 1.04-1.08x, 2 threads 1.01-1.09x. Into
   // L1 only near the end, because C's rows are often a multiple of 4 KiB apart, so they all fall
-  // in one L1 set, where the A and B lines streaming past evict them. With A read in place all
-  // rows are fetched towards L2 at the start and again kLate steps before the end, as before but
-  // for the hint (t0 then): 1.00x there, where the spread fetches measured 0.90-0.95x (128×784×64
-  // and 64×784×64; cause not found).
+  // in one L1 set, where the A and B lines streaming past evict them. Otherwise (A or B read in
+  // place, the kernels of fewer rows) all rows are fetched towards L2 at the start and again
+  // kLate steps before the end, as before but for the hint (t0 then): 1.00x there, where the
+  // spread fetches measured 0.90-0.95x (128×784×64 and 64×784×64; cause not found).
   constexpr int kRowBytes = NR * int(sizeof(T));
   constexpr int64_t kGap = 4, kAfter = 8, kWindow = 2 * MR * kGap + kAfter, kLate = 24;
   const auto fetch_row = [&](int i, bool for_store) {  // else towards L2

@@ -36,9 +36,11 @@ struct Vec<float> {
   }
   // p·2^n, with 0 in the lanes where key < bound (a NaN key compares false), for the attention
   // exp: 2^n is built from t, whose low mantissa bits hold n + 127 (the AVX-512 version uses n).
-  // In lanes about to be zeroed n + 127 may be out of range; the bits built from it are then 0,
-  // inf or a normal number (their mantissa is zero), so the product is harmless.
+  // NOTE: t is first held to n ≥ -127 (2^n = 0 there): below, n + 127 would wrap into the exponent
+  // field, and some wrapped values make p·2^n subnormal in a lane about to be zeroed, which costs
+  // a microcode assist on CPUs that take one for subnormal results.
   static R scale_pow2_unless_below(R p, R /*n*/, R t, R key, R bound) {
+    t = _mm256_max_ps(t, _mm256_set1_ps(12582912.0f));  // 1.5·2^23: n + 127 = 0
     const R pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
     return _mm256_andnot_ps(_mm256_cmp_ps(key, bound, _CMP_LT_OQ), _mm256_mul_ps(p, pow2));
   }

@@ -121,6 +121,16 @@ def test_float32_probabilities_are_never_subnormal(isa):
     np.testing.assert_allclose(p_small[normal], want[normal], rtol=6 * EPS32)
 
 
+def test_float32_probabilities_far_below_the_maximum_are_exactly_zero(isa):
+    """Exponents however far below the row's maximum give exactly 0, also where the exponent of 2
+    built from them would wrap around; an unmasked NaN score makes its row NaN, as in the
+    reference."""
+    x = np.float32([88.5, 100, 264.9, 265.1, 442.3, 1e4, 1e30, 3.4e38])
+    p = two_key_probabilities(x)
+    assert np.all(p[:, 1] == 0) and np.all(p[:, 0] == 1)
+    assert np.isnan(two_key_probabilities(np.float32([np.nan]))).all()
+
+
 def test_custom_scale():
     q, k, v, dout = inputs(np.random.default_rng(0), 2, 2, 20, 30, 8, 8)
     assert_attention_close(native(q, k, v, dout, scale=0.3), reference(q, k, v, dout, scale=0.3), q, k, v)

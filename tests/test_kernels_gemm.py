@@ -63,6 +63,8 @@ SHAPES = [  # M, K, N
     (1, 1, 1), (97, 131, 61), (6, 16, 16), (7, 17, 17), (5, 0, 7), (0, 3, 4), (4, 3, 0),
     (2000, 3, 5), (5, 3, 2000), (128, 784, 64), (300, 700, 513), (13, 20, 4100),
     (12, 5, 32), (25, 9, 65),  # the AVX-512 tile (12×32) exactly, and one more row and column
+    (10, 33, 48), (8, 40, 200), (40, 300, 513),  # last micro-panels of 4 or 8 rows, on C in place
+    (20, 1600, 100), (5, 800, 70),  # few rows: B read in place, over several K blocks
 ]
 
 
@@ -75,6 +77,18 @@ def test_matmul_matches_float64_reference(isa, m, k, n, ta, tb, dtype):
     got = _C.matmul(a, b)
     assert got.flags.c_contiguous
     assert_gemm_close(got, a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [64, 100, 200])
+def test_leading_rows_alone_are_bitwise_those_of_the_whole_product(isa, n, dtype):
+    """Fewer rows take other kernels (a last micro-panel of fewer rows, B read in place rather
+    than packed), each with the same arithmetic per element of C."""
+    rng = np.random.default_rng(n)
+    a, b = operand(rng, (60, 300), dtype), operand(rng, (300, n), dtype)
+    whole = _C.matmul(a, b)
+    for m in range(1, 26):
+        assert np.array_equal(_C.matmul(a[:m], b), whole[:m]), f"{m} rows"
 
 
 def test_k_zero_gives_zeros_and_empty_shapes_give_empty_results():
@@ -169,7 +183,8 @@ def test_activations_keep_nan_and_handle_extremes():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_alpha_beta_accumulate_into_out(isa, dtype):
     rng = np.random.default_rng(3)
-    for m, k, n, batch in [(37, 300, 45, ()), (9, 5, 20, (3,)), (6, 0, 5, ())]:
+    for m, k, n, batch in [(37, 300, 45, ()), (9, 5, 20, (3,)), (6, 0, 5, ()), (8, 5, 32, ()),
+                           (16, 300, 64, ())]:
         a, b = operand(rng, batch + (m, k), dtype), operand(rng, (k, n), dtype)
         c0 = rng.standard_normal(batch + (m, n)).astype(dtype)
         bias = rng.standard_normal(n).astype(dtype)
@@ -206,7 +221,8 @@ def test_one_and_two_threads_give_identical_bits(threads, a_shape, b_shape, tb, 
     assert np.array_equal(results[0], results[1])
 
 
-@pytest.mark.parametrize("m,k,n", [(2, 1600, 64), (6, 257, 128), (12, 1600, 32), (4, 1600, 9000)])
+@pytest.mark.parametrize("m,k,n", [(2, 1600, 64), (6, 257, 128), (12, 1600, 32), (4, 1600, 9000),
+                                   (48, 1000, 20), (48, 1000, 32)])  # rows split, B in place
 def test_threads_packing_their_own_panels_never_race(threads, m, k, n):
     """Split by columns, threads pack their B panels without barriers, block after K block
     (K here cuts into blocks of unequal length): many 2-thread runs all equal the 1-thread bits."""

@@ -174,6 +174,16 @@ void microkernel(int64_t kc, const typename V::T* a, int64_t a_rs, int64_t a_cs,
   else tile<V, MR, NV, false, false>(kc, a, a_rs, a_cs, b, b_rs, c, ldc, ep);
 }
 
+// V's kernel set: the MR-row microkernel, NV vectors wide, and for a last micro-panel of fewer
+// rows one of each count in kFewer (read through its strides: a packed panel's steps are MR
+// apart).
+template <typename V, int MR, int NV, int... kFewer>
+KernelInfo<typename V::T> kernel_set(Packer<typename V::T> pack) {
+  KernelInfo<typename V::T> ki{&microkernel<V, MR, NV>, MR, NV * V::kLanes, pack};
+  ((ki.by_rows[kFewer] = &microkernel<V, kFewer, NV>), ...);
+  return ki;
+}
+
 // FLOP/s of the calling thread on V's FMA: twelve independent chains, enough to cover a 4-cycle
 // latency on two FMA pipes.
 template <typename V>

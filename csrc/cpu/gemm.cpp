@@ -218,7 +218,7 @@ const Epilogue<T>& epilogue_at(const Epilogue<T>& ep, int64_t jr, Epilogue<T>& a
 // packed), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming
 // past); with A read in place, loops 1 and 2 swap.
 // `bpanels` holds the packed micro-panels of columns j0.. one after another (with B read in place,
-// only a partial last one); `brows` is B's first row of this K block.
+// only the partial last one, if any); `brows` is B's first row of this K block.
 template <typename T>
 void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const T* A, T* C,
                   int64_t pc, int64_t kc, int64_t j0, int64_t j1, const T* brows,
@@ -241,7 +241,8 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
         for (int64_t jr = j0; jr < j1; jr += nr) {
           const bool b_here = pl.b_in_place && jr + nr <= j1;
           run_tile(pl.ki, kc, ap, packed ? 1 : g.a_rs, packed ? mr : g.a_cs,
-                   b_here ? brows + jr : bpanels + (jr - j0) * kc, b_here ? g.b_rs : nr,
+                   b_here ? brows + jr : pl.b_in_place ? bpanels : bpanels + (jr - j0) * kc,
+                   b_here ? g.b_rs : nr,
                    C + (ic + ir) * g.c_rs + jr, g.c_rs, m, std::min<int64_t>(nr, j1 - jr),
                    epilogue_at(ep, jr, at));
         }
@@ -277,10 +278,13 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
   T* C = g.c + t * g.c_bs;
   // The B micro-panels of this thread's column group.
   // NOTE: each group has a place of its own, the same in every NC panel and for every K block
-  // (its most panels times the largest kc): a group moving on to the next NC panel or K block
+  // (its most panels times the largest kc; with B read in place, its one partial panel, if any,
+  // the only one packed): a group moving on to the next NC panel or K block
   // must never overwrite panels another group is still reading (the groups' column ranges shift
   // in a shorter last NC panel, and K blocks differ in length by one).
-  T* bpanels = bpack + pt.col * ceil_div(ceil_div(std::min(pl.nc, g.n), nr), pt.cols) * nr * pl.kc;
+  const int64_t group_panels =
+      pl.b_in_place ? 1 : ceil_div(ceil_div(std::min(pl.nc, g.n), nr), pt.cols);
+  T* bpanels = bpack + pt.col * group_panels * nr * pl.kc;
   for (int64_t jc = 0; jc < g.n; jc += pl.nc) {  // loop 5
     const int64_t nc = std::min(pl.nc, g.n - jc);
     const auto [j0, j1] = part_columns(pt, nr, jc, nc);
@@ -294,7 +298,8 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
       const int64_t first = pl.b_in_place ? std::max(q0, (j1 - j0) / nr) : q0;
       if (q1 > first)
         pl.ki.pack(B + pc * g.b_rs + (j0 + first * nr) * g.b_cs, g.b_cs, g.b_rs,
-                   std::min(j1 - j0, q1 * nr) - first * nr, kc, nr, bpanels + first * nr * kc);
+                   std::min(j1 - j0, q1 * nr) - first * nr, kc, nr,
+                   pl.b_in_place ? bpanels : bpanels + first * nr * kc);
       sharers_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,
@@ -325,7 +330,7 @@ Plan<T> make_plan(const GemmArgs<T>& g) {
   // Allocate only what this shape needs; 64-byte multiples keep threads off each other's lines.
   const int64_t line = 64 / sizeof(T);
   pl.a_elems = round_up((pl.pack_a ? std::min(pl.mc, round_up(g.m, mr)) : mr) * pl.kc, line);
-  pl.b_elems = round_up(std::min(pl.nc, round_up(g.n, nr)) * pl.kc, line);
+  pl.b_elems = round_up((pl.b_in_place ? nr : std::min(pl.nc, round_up(g.n, nr))) * pl.kc, line);
   return pl;
 }
 

@@ -214,6 +214,13 @@ const Epilogue<T>& epilogue_at(const Epilogue<T>& ep, int64_t jr, Epilogue<T>& a
   return at;
 }
 
+// Packed B micro-panel q of a column group's place: with B read in place only the partial last
+// micro-panel is packed, at the start of the place.
+template <typename T, typename P>
+P* packed_b_panel(const Plan<T>& pl, P* bpanels, int64_t q, int64_t kc) {
+  return pl.b_in_place ? bpanels : bpanels + q * pl.ki.nr * kc;
+}
+
 // Loops 3, 2 and 1 for columns j0..j1 of one kc×nc panel of B: MC rows of A at a time (in L2,
 // packed), then NR columns (one B micro-panel in L1), then MR rows (one A micro-panel streaming
 // past); with A read in place, loops 1 and 2 swap.
@@ -241,7 +248,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
         for (int64_t jr = j0; jr < j1; jr += nr) {
           const bool b_here = pl.b_in_place && jr + nr <= j1;
           run_tile(pl.ki, kc, ap, packed ? 1 : g.a_rs, packed ? mr : g.a_cs,
-                   b_here ? brows + jr : pl.b_in_place ? bpanels : bpanels + (jr - j0) * kc,
+                   b_here ? brows + jr : packed_b_panel(pl, bpanels, (jr - j0) / nr, kc),
                    b_here ? g.b_rs : nr,
                    C + (ic + ir) * g.c_rs + jr, g.c_rs, m, std::min<int64_t>(nr, j1 - jr),
                    epilogue_at(ep, jr, at));
@@ -252,7 +259,7 @@ void macro_kernel(const GemmArgs<T>& g, const Plan<T>& pl, const Part& pt, const
     pl.ki.pack(ablk, g.a_rs, g.a_cs, mc, kc, mr, apack);
     for (int64_t jr = j0; jr < j1; jr += nr) {  // loop 2
       const Epilogue<T>& e = epilogue_at(ep, jr, at);
-      const T* bp = bpanels + (jr - j0) * kc;
+      const T* bp = packed_b_panel(pl, bpanels, (jr - j0) / nr, kc);
       // The next B micro-panel, fetched towards L2 a slice per tile: a packed B too large for L2
       // lives in L3, and the first tile to read a panel would otherwise wait on it line by line.
       const char* next_b = reinterpret_cast<const char*>(bp + nr * kc);
@@ -299,7 +306,7 @@ void gemm_item(const GemmArgs<T>& g, const Plan<T>& pl, int64_t t, const Part& p
       if (q1 > first)
         pl.ki.pack(B + pc * g.b_rs + (j0 + first * nr) * g.b_cs, g.b_cs, g.b_rs,
                    std::min(j1 - j0, q1 * nr) - first * nr, kc, nr,
-                   pl.b_in_place ? bpanels : bpanels + first * nr * kc);
+                   packed_b_panel(pl, bpanels, first, kc));
       sharers_barrier(pt);
       const bool last = kb + 1 == pl.kblocks;
       const Epilogue<T> ep{g.alpha, kb == 0 ? g.beta : T(1), last ? g.bias : nullptr,

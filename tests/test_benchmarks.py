@@ -1,7 +1,6 @@
 """The benchmark runner: outputs are checked before timing, rows carry their unit, tables and
 JSON are written; and the suites' implementations agree on a small case."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -43,16 +42,15 @@ def test_tables_name_their_unit_and_peak_only_for_flops(tmp_path):
 def test_calls_right_after_the_switching_pause_are_not_timed(monkeypatch):
     """Threads woken after the pause may share a core for a few ms (the first calls of a 0.5 ms
     kernel took 5-6 ms on a 2-core VM): such calls settle the implementation untimed, so a
-    transient after each pause does not become its median."""
-    slow_calls_left = [0]
+    transient after each pause does not become its median. The clock is the test's own (a call
+    takes 1 µs, or 4 ms right after a pause), so the host's load cannot make it fail."""
+    slow_calls_left, now = [0], [0.0]
     monkeypatch.setattr(timing.time, "sleep", lambda seconds: slow_calls_left.__setitem__(0, 3))
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
 
     def fn():
-        if slow_calls_left[0]:
-            slow_calls_left[0] -= 1
-            end = time.perf_counter() + 0.004
-            while time.perf_counter() < end:
-                pass
+        now[0] += 0.004 if slow_calls_left[0] else 1e-6
+        slow_calls_left[0] = max(0, slow_calls_left[0] - 1)
 
     seconds = timing.interleaved_samples({"fn": fn}, rounds=3, min_time=0.002, warmup=0)
     assert len(seconds["fn"]) == 3 and max(seconds["fn"]) < 0.001

@@ -26,6 +26,8 @@ SHAPES = [  # B, H, Tq, Tk, D, Dv
     (1, 1, 250, 77, 16, 24),   # Tq > Tk
     (1, 1, 77, 250, 16, 24),   # Tq < Tk
     (1, 1, 5, 300, 7, 9),
+    (2, 4, 400, 380, 16, 24),  # on AMX, groups of query blocks share each key block
+    (2, 4, 380, 700, 16, 24),
 ]
 
 
@@ -71,7 +73,7 @@ def assert_attention_close(got, want, q, k, v):
         assert np.all(err <= bound), f"{name}: max error {err.max()} > {bound}"
 
 
-@pytest.fixture(params=["avx512", "avx2-fma", "portable"])
+@pytest.fixture(params=["avx512-amx", "avx512", "avx2-fma", "portable"])
 def isa(request):
     """Runs the test with each kernel set this CPU runs."""
     yield from pinned_kernel_set(request.param, _C.attention_isas, _C.attention_use_isa,
@@ -199,6 +201,37 @@ def test_nan_score_in_a_masked_position_does_not_leak(isa):
     assert not np.isnan(dv).any()
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_a_query_block_with_a_non_finite_value_changes_no_other_blocks_bits(isa, threads, nthreads):
+    """Query blocks share each key block's work (on AMX, the split K and V of a group of them: 7
+    blocks on 1 thread, 6 and 1 on 2); one that meets a non-finite value takes other kernels
+    alone, so the rest keep their bits."""
+    threads(nthreads)
+    rng = np.random.default_rng(8)
+    q, k, v, _ = inputs(rng, 1, 4, 600, 600, 32, 32, np.float32)
+    block = np.arange(600) // 96  # the kernels' query and key blocks
+    for is_causal in (False, True):
+        want_out, want_lse = _C.attention_forward(q, k, v, None, is_causal)
+        q_nan = q.copy()
+        q_nan[:, 1, 200] = np.nan  # query block 2 of head 1
+        out, lse = _C.attention_forward(q_nan, k, v, None, is_causal)
+        assert np.isnan(out[:, 1, 200]).all() and np.isnan(lse[:, 1, 200]).all()
+        same = np.ones(out.shape[:3], bool)
+        same[:, 1, block == 2] = False
+        assert np.array_equal(out[same], want_out[same])
+        assert np.array_equal(lse[same], want_lse[same])
+        np.testing.assert_allclose(out[~same & ~np.isnan(lse)], want_out[~same & ~np.isnan(lse)],
+                                   rtol=1e-5, atol=1e-6)
+        if is_causal:  # an infinite key in block 4 reaches only the queries from block 4 on
+            k_inf = k.copy()
+            k_inf[:, 1, 400] = np.inf
+            out, lse = _C.attention_forward(q, k_inf, v, None, True)
+            same = np.ones(out.shape[:3], bool)
+            same[:, 1, block >= 4] = False
+            assert np.array_equal(out[same], want_out[same])
+            assert np.array_equal(lse[same], want_lse[same])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_zero_size_dims(dtype):
     z = np.zeros
@@ -244,6 +277,7 @@ def test_strided_inputs_match_their_copies(isa, dtype):
 @pytest.mark.parametrize("shape", [
     (2, 3, 200, 150, 32, 40),  # a head per thread: one backward pass
     (1, 1, 300, 250, 32, 40),  # fewer heads than threads: key blocks, then query blocks
+    (1, 2, 800, 800, 32, 40),  # on AMX, groups of 8 query blocks on 1 thread, of 2 on 2
 ])
 def test_one_and_two_threads_give_the_same_bits(threads, shape, is_causal, dtype):
     rng = np.random.default_rng(7)

@@ -47,8 +47,9 @@ void attention_backward(T* dq, T* dk, T* dv, const AttentionOperand<T>& dout,
                         const AttentionArgs<T>& a, const AttentionOperand<T>& out,
                         const AttentionOperand<T>& lse);
 
-// The kernel sets, widest first: "avx512", "avx2-fma", "portable". Attention uses the widest one
-// the CPU runs, or the one attention_use_isa() chose (to test and time each on one machine).
+// The kernel sets, widest first: "avx512-amx" (the float32 forward's block products on AMX tiles,
+// the rest as "avx512"), "avx512", "avx2-fma", "portable". Attention uses the widest one the CPU
+// runs, or the one attention_use_isa() chose (to test and time each on one machine).
 std::vector<std::string> attention_isas();  // those this CPU runs
 const char* attention_isa();                // the one in use
 // Chooses `isa` (one of attention_isas()), or the widest again for "auto"; throws otherwise.
@@ -65,6 +66,35 @@ template <typename T>
 constexpr int kAttnNR = 64 / sizeof(T);  // AVX2 and portable
 template <typename T>
 constexpr int kAttnMaxNR = 128 / sizeof(T);
+
+// Block products C (+)= A·B on AMX tiles, in bfloat16 parts to float32 accuracy
+// (attention_amx.cpp, which lays out the split operands). The splits return whether every value
+// was finite; where one is not, the parts are not to be used.
+constexpr int kAmxParts = 3;  // bfloat16 parts of a float32
+struct AmxKernels {
+  void (*begin)();  // configures the calling thread's tiles; call before the products
+  void (*end)();    // releases them
+  // A (rows_pad × k) from x (rows × k, row stride rs).
+  bool (*split_rows)(const float* x, int64_t rs, int64_t rows, int64_t rows_pad, int64_t k,
+                     uint32_t* a);
+  // B (k × ld) from scale·xᵀ, x (rows × k) giving its first `rows` columns.
+  bool (*split_rows_transposed)(const float* x, int64_t rs, int64_t rows, int64_t k, float scale,
+                                int64_t ld, uint32_t* b);
+  // B (k × cols, row stride ld) from scale·x (k = rows, × cols).
+  bool (*split_columns)(const float* x, int64_t rs, int64_t rows, int64_t cols, float scale,
+                        int64_t ld, uint32_t* b);
+  // A (cols_pad × k) from xᵀ, x (k = rows, × cols); false also where a magnitude tops max_abs.
+  bool (*split_columns_transposed)(const float* x, int64_t rs, int64_t rows, int64_t cols,
+                                   int64_t cols_pad, float max_abs, uint32_t* a);
+  // c (rows × cols, multiples of 32) = A·B, plus c when accumulate. 32×32 regions whose every row
+  // i is past every column j + rows_hidden_from are left alone, and in the others runs of 32 k
+  // past every column j + k_hidden_from are skipped (causality: their products are zero).
+  void (*product)(const uint32_t* a, int64_t rows, const uint32_t* b, int64_t ldb, int64_t cols,
+                  int64_t k, bool accumulate, int64_t rows_hidden_from, int64_t k_hidden_from,
+                  float* c, int64_t ldc);
+  // c[i·ldc + j] *= factor[j] for i < rows, j < cols (a multiple of 16).
+  void (*scale_columns)(float* c, int64_t ldc, int64_t rows, int64_t cols, const float* factor);
+};
 
 template <typename T>
 struct AttentionKernels {
@@ -87,6 +117,8 @@ struct AttentionKernels {
   void (*dscores_block)(const T* p, T* ds, int64_t ld, int64_t rows, int64_t cols, const T* delta);
   // dst[c·ld + r] = src[r·rs + c] for r < rows, c < cols: rows of an operand transposed.
   void (*transpose)(const T* src, int64_t rs, int64_t rows, int64_t cols, T* dst, int64_t ld);
+  // The float32 forward on AMX tiles, or nullptr.
+  const AmxKernels* amx = nullptr;
 };
 
 // Defined in attention.cpp.
@@ -98,6 +130,8 @@ AttentionKernels<double> attention_avx2_f64();
 // Defined in attention_avx512.cpp; call only when cpu_has_avx512().
 AttentionKernels<float> attention_avx512_f32();
 AttentionKernels<double> attention_avx512_f64();
+// Defined in attention_amx.cpp; call only when cpu_has_amx_bf16().
+const AmxKernels* attention_amx();
 
 }  // namespace detail
 }  // namespace engine::cpu

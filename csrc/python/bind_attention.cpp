@@ -238,7 +238,8 @@ void bind_attention(py::module_& m) {
         "the probabilities block by block; the same arguments as attention_forward. Bitwise "
         "identical for any thread count.");
   m.def("attention_isas", &cpu::attention_isas,
-        "The kernel sets this CPU runs, widest first: from 'avx512', 'avx2-fma', 'portable'.");
+        "The kernel sets this CPU runs, widest first: from 'avx512-amx' (the float32 forward's "
+        "products on AMX tiles, the rest as 'avx512'), 'avx512', 'avx2-fma', 'portable'.");
   m.def("attention_isa", &cpu::attention_isa, "The kernel set attention uses now.");
   m.def("attention_use_isa", &cpu::attention_use_isa, py::arg("isa"),
         "Makes attention use `isa` (one of attention_isas(), to test and time each on one "

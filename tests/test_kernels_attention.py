@@ -26,7 +26,7 @@ SHAPES = [  # B, H, Tq, Tk, D, Dv
     (1, 1, 250, 77, 16, 24),   # Tq > Tk
     (1, 1, 77, 250, 16, 24),   # Tq < Tk
     (1, 1, 5, 300, 7, 9),
-    (2, 4, 400, 380, 16, 24),  # on AMX, groups of query blocks share each key block
+    (2, 4, 400, 380, 16, 24),  # on AMX with up to 6 threads, groups of query blocks
     (2, 4, 380, 700, 16, 24),
 ]
 
@@ -222,6 +222,13 @@ def test_a_query_block_with_a_non_finite_value_changes_no_other_blocks_bits(isa,
         assert np.array_equal(lse[same], want_lse[same])
         np.testing.assert_allclose(out[~same & ~np.isnan(lse)], want_out[~same & ~np.isnan(lse)],
                                    rtol=1e-5, atol=1e-6)
+        mask = np.zeros((600, 600), np.float32)
+        mask[300, 10] = np.nan  # a NaN score for a query of block 3 (P is split on AMX)
+        out, lse = _C.attention_forward(q, k, v, mask, is_causal)
+        same = np.ones(out.shape[:3], bool)
+        same[:, :, block == 3] = False
+        assert np.array_equal(out[same], want_out[same])
+        assert np.array_equal(lse[same], want_lse[same])
         if is_causal:  # an infinite key in block 4 reaches only the queries from block 4 on
             k_inf = k.copy()
             k_inf[:, 1, 400] = np.inf
@@ -232,11 +239,56 @@ def test_a_query_block_with_a_non_finite_value_changes_no_other_blocks_bits(isa,
             assert np.array_equal(lse[same], want_lse[same])
 
 
+@pytest.fixture
+def amx():
+    """Runs the test on the AMX kernel set, where the CPU has it."""
+    yield from pinned_kernel_set("avx512-amx", _C.attention_isas, _C.attention_use_isa,
+                                 _C.attention_isa)
+
+
+def errors_of(kernel_set, q, k, v, is_causal):
+    """Max |out - out64| and |lse - lse64| of the float32 forward on one kernel set."""
+    _C.attention_use_isa(kernel_set)
+    out, lse = _C.attention_forward(q, k, v, None, is_causal)
+    want_out, want_lse = numpy_ref.attention_forward(*(x.astype(np.float64) for x in (q, k, v)),
+                                                     None, is_causal)
+    return np.abs(out - want_out).max(), np.abs(lse - want_lse).max()
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_amx_products_are_as_accurate_as_the_fma_kernels(amx, threads, is_causal):
+    """Operands that bfloat16 cannot hold (so each product needs all six part products), in
+    groups of query blocks (1 thread): errors against float64 within 2x the FMA kernels'. With
+    two parts a product would be good to ~2^-16, some 100x worse."""
+    threads(1)
+    rng = np.random.default_rng(9)
+    q, k, v, _ = inputs(rng, 1, 2, 300, 300, 64, 64, np.float32)
+    q *= 2.0  # scores of a few units, so the probabilities spread over several orders
+    fma_out, fma_lse = errors_of("avx512", q, k, v, is_causal)
+    amx_out, amx_lse = errors_of("avx512-amx", q, k, v, is_causal)
+    assert amx_out <= 2 * fma_out and amx_lse <= 2 * fma_lse, (amx_out, fma_out, amx_lse, fma_lse)
+
+
+def test_amx_leaves_values_beyond_2_to_64_to_the_fma_kernels(amx):
+    """Probabilities are split times 2^32, so a V past 2^64 could overflow the sums: the
+    blocks that see one take the AVX-512 kernels, bit for bit."""
+    rng = np.random.default_rng(10)
+    q, k, v, _ = inputs(rng, 1, 2, 200, 200, 32, 32, np.float32)
+    v[0, 1, 150] = 1e30  # head 1 only
+    got = _C.attention_forward(q, k, v)
+    _C.attention_use_isa("avx512")
+    want = _C.attention_forward(q, k, v)
+    assert np.isfinite(got[0]).all()
+    assert all(np.array_equal(g[:, 1], w[:, 1]) for g, w in zip(got, want))
+    assert not np.array_equal(got[0][:, 0], want[0][:, 0])  # head 0 ran on AMX
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_zero_size_dims(dtype):
     z = np.zeros
     for b, h, tq, tk, d, dv in [(0, 2, 3, 4, 5, 6), (2, 0, 3, 4, 5, 6), (2, 2, 0, 4, 5, 6),
-                                (2, 2, 3, 0, 5, 6), (2, 2, 3, 4, 0, 6), (2, 2, 3, 4, 5, 0)]:
+                                (2, 2, 3, 0, 5, 6), (2, 2, 3, 4, 0, 6), (2, 2, 3, 4, 5, 0),
+                                (2, 2, 3, 4, 0, 0)]:
         q, k, v = z((b, h, tq, d), dtype), z((b, h, tk, d), dtype), z((b, h, tk, dv), dtype)
         out, lse = _C.attention_forward(q, k, v, scale=0.5)
         assert out.shape == (b, h, tq, dv) and lse.shape == (b, h, tq)

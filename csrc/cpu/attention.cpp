@@ -395,14 +395,14 @@ void forward_block(T* out, T* lse, const AttentionArgs<T>& a, const AttentionKer
 // even the smallest probability are normal numbers, which the tiles do not flush to zero: each
 // probability then counts to a few ulp, however small. That holds the output below 2^32·|V|·Tk,
 // so a V with a magnitude above 2^64 takes forward_block instead.
-constexpr float kProbScale = 4294967296.0f, kMaxValue = 18446744073709551616.0f;
+constexpr float kProbScale = 4294967296.0f, kMaxAbsV = 18446744073709551616.0f;
 
 // At most 8 query blocks a group, and no more than keep its per-block state (split Qᵀ and Oᵀ,
 // 60 KiB at D = Dv = 64) within 512 KiB, a quarter of the L2 of the CPUs that have AMX.
 int64_t amx_group_blocks(const AttentionArgs<float>& a) {
   const int64_t per_block = (detail::kAmxParts * round_up(a.d, 32) / 2 + round_up(a.dv, 32)) *
                             kBlockQ * int64_t(sizeof(float));
-  return std::clamp<int64_t>((int64_t{512} << 10) / per_block, 1, 8);
+  return std::clamp<int64_t>((int64_t{512} << 10) / std::max<int64_t>(per_block, 1), 1, 8);
 }
 
 struct AmxForwardBuffers {
@@ -427,8 +427,12 @@ struct AmxForwardBuffers {
 
 // Query blocks [q0, q0 + n·kBlockQ) ∩ [0, Tq) of head (b, h), n at most the group w holds.
 // Returns a bit per block, set where a value that block reads (its Q, its P, the K and V of a key
-// block it sees) is not finite, as its bfloat16 parts would not add up to it: those blocks' out
-// and lse are left to forward_block, and every other block's are what it gives alone.
+// block it sees) is not finite, as its bfloat16 parts would not add up to it, or a V tops
+// kMaxAbsV: those blocks' out and lse are left to forward_block, and every other block's are
+// what it gives alone.
+// NOTE: as query blocks start at multiples of kBlockK, a block that sees a key block sees all of
+// its keys up to the group's last one, so the group's split V and every block's P agree on them.
+static_assert(kBlockQ % kBlockK == 0, "a query block sees whole key blocks");
 uint32_t forward_group_amx(float* out, float* lse, const AttentionArgs<float>& a,
                            const AttentionKernels<float>& kn, int64_t b, int64_t h, int64_t q0,
                            int64_t n, const ForwardBuffers<float>& f, const AmxForwardBuffers& w) {
@@ -455,7 +459,7 @@ uint32_t forward_group_amx(float* out, float* lse, const AttentionArgs<float>& a
     // under causality the group's first blocks see fewer keys
     auto sees_block = [&](int64_t g) { return k0 < key_end(g); };
     if (!amx.split_rows(row_of(a.k, b, h, k0), a.k.st, keys, rows_pad, a.d, w.keys) ||
-        !amx.split_columns_transposed(row_of(a.v, b, h, k0), a.v.st, keys, a.dv, dv32, kMaxValue,
+        !amx.split_columns_transposed(row_of(a.v, b, h, k0), a.v.st, keys, a.dv, dv32, kMaxAbsV,
                                       w.values)) {
       for (int64_t g = 0; g < n; ++g)
         if (sees_block(g)) failed |= 1u << g;
@@ -464,20 +468,19 @@ uint32_t forward_group_amx(float* out, float* lse, const AttentionArgs<float>& a
     for (int64_t g = 0; g < n; ++g) {
       if (!sees_block(g) || (failed >> g & 1)) continue;
       const int64_t qb = queries(g), cols = round_up(qb, 32);
-      const int64_t kb = std::min(kBlockK, key_end(g) - k0);
       float *ot = w.ot + g * w.ot_size, *m = w.m + g * kBlockQ, *l = w.l + g * kBlockQ;
-      // keys past query j + (q0 - k0) are hidden from it under causality
+      // keys past query j + (start(g) - k0) are hidden from it under causality
       const int64_t hidden_from = a.causal ? start(g) - k0 : kNothingHidden;
       amx.product(w.keys, rows_pad, w.queries + g * w.query_words, kBlockQ, cols, a.d, false,
                   hidden_from, kNothingHidden, f.s, kBlockQ);
-      apply_masks(a, b, h, start(g), qb, k0, kb, cols, f.s);
-      kn.softmax_block(f.s, kBlockQ, kb, cols, m, l, f.alpha);
-      if (!amx.split_columns(f.s, kBlockQ, kb, cols, kProbScale, kBlockQ, w.probs)) {
+      apply_masks(a, b, h, start(g), qb, k0, keys, cols, f.s);
+      kn.softmax_block(f.s, kBlockQ, keys, cols, m, l, f.alpha);
+      if (!amx.split_columns(f.s, kBlockQ, keys, cols, kProbScale, kBlockQ, w.probs)) {
         failed |= 1u << g;
         continue;
       }
       amx.scale_columns(ot, kBlockQ, a.dv, cols, f.alpha);
-      amx.product(w.values, dv32, w.probs, kBlockQ, cols, kb, true, kNothingHidden, hidden_from,
+      amx.product(w.values, dv32, w.probs, kBlockQ, cols, keys, true, kNothingHidden, hidden_from,
                   ot, kBlockQ);
     }
   }

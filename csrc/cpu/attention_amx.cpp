@@ -7,8 +7,9 @@
 // significant bits left). A product a·b is Σ ai·bj; the six terms with i + j <= 2 are summed and
 // the three below 2^-24·|a·b| dropped, so a product is good to a few float32 ulp. A tile
 // instruction multiplies bfloat16 pairs exactly and adds in float32 (round to nearest even,
-// subnormals as zero: a part below 2^-126 is lost, which costs a relative 2^-16 only to numbers
-// below about 1e-33). The six bfloat16 products of a float32 one run at ~2.7x an FMA's rate from
+// subnormals as zero: a part below 2^-126 is lost, so numbers below about 2^-110 (1e-33) keep
+// fewer bits, and float32 subnormals none; the softmax's probabilities are scaled up to keep
+// clear of that, see attention.cpp). The six bfloat16 products of a float32 one run at ~2.7x an FMA's rate from
 // L1 (measured on an Intel Xeon: 577 against 214 GFLOP/s a core).
 //
 // An operand of C += A·B, with k (the summed index) padded to a multiple of 32, kw = k/2 words of
@@ -91,7 +92,7 @@ bool split_rows(const float* x, int64_t rs, int64_t rows, int64_t rows_pad, int6
                 uint32_t* a) {
   const int64_t kw = words_of(k);
   const __m512 one = _mm512_set1_ps(1.0f);
-  Splitter split;
+  Splitter<> split;
   for (int64_t i = 0; i < rows_pad; ++i)
     for (int64_t c = 0; c < kw / 16; ++c) {
       __m512i w[kAmxParts];
@@ -103,13 +104,21 @@ bool split_rows(const float* x, int64_t rs, int64_t rows, int64_t rows_pad, int6
   return split.all_finite();
 }
 
+// The 16×16 words of each part in `block` transposed to dst + p·part_stride (row stride ld).
+void store_parts_transposed(const uint32_t (&block)[kAmxParts][16][16], uint32_t* dst,
+                            int64_t part_stride, int64_t ld) {
+  for (int p = 0; p < kAmxParts; ++p)
+    simd::transpose(reinterpret_cast<const float*>(block[p][0]), 16, 16, 16,
+                    reinterpret_cast<float*>(dst + p * part_stride), ld);
+}
+
 // B from scale·xᵀ, x being cols × k (row stride rs): column n of B is row n of x, zero from row
 // `rows` up to ld (a multiple of 16).
 bool split_rows_transposed(const float* x, int64_t rs, int64_t rows, int64_t k, float scale,
                            int64_t ld, uint32_t* b) {
   const int64_t kw = words_of(k);
   const __m512 factor = _mm512_set1_ps(scale);
-  Splitter split;
+  Splitter<> split;
   alignas(64) uint32_t block[kAmxParts][16][16];
   for (int64_t n0 = 0; n0 < ld; n0 += 16)
     for (int64_t c = 0; c < kw / 16; ++c) {
@@ -119,9 +128,7 @@ bool split_rows_transposed(const float* x, int64_t rs, int64_t rows, int64_t k, 
 #pragma GCC unroll 3
         for (int p = 0; p < kAmxParts; ++p) _mm512_store_si512(block[p][n], w[p]);
       }
-      for (int p = 0; p < kAmxParts; ++p)
-        simd::transpose(reinterpret_cast<const float*>(block[p][0]), 16, 16, 16,
-                        reinterpret_cast<float*>(b + (p * kw + 16 * c) * ld + n0), ld);
+      store_parts_transposed(block, b + 16 * c * ld + n0, kw * ld, ld);
     }
   return split.all_finite();
 }
@@ -143,7 +150,7 @@ bool split_columns(const float* x, int64_t rs, int64_t rows, int64_t cols, float
                    uint32_t* b) {
   const int64_t kw = words_of(rows);
   const __m512 factor = _mm512_set1_ps(scale);
-  Splitter split;
+  Splitter<> split;
   for (int64_t c = 0; c < kw / 16; ++c)
     for (int64_t w = 0; w < 16; ++w)
       for (int64_t j = 0; j < cols; j += 16) {
@@ -172,9 +179,7 @@ bool split_columns_transposed(const float* x, int64_t rs, int64_t rows, int64_t 
 #pragma GCC unroll 3
         for (int p = 0; p < kAmxParts; ++p) _mm512_store_si512(block[p][w], words[p]);
       }
-      for (int p = 0; p < kAmxParts; ++p)
-        simd::transpose(reinterpret_cast<const float*>(block[p][0]), 16, 16, 16,
-                        reinterpret_cast<float*>(a + (p * cols_pad + j0) * kw + 16 * c), kw);
+      store_parts_transposed(block, a + j0 * kw + 16 * c, cols_pad * kw, kw);
     }
   return split.all_within(max_abs);
 }

@@ -61,8 +61,13 @@ def run(suite="all", quick=False, threads=None, json_path=None, plot_path=None, 
     out(f"rates: medians of {rounds} interleaved rounds; ratios: medians of the per-round ratios; "
         f"%peak: the median of engine's rate over the FMA probe run in the same round; "
         f"{time.perf_counter() - start:.0f} s in all")
+    facts = collect()
+    if facts["native_isas"]:
+        amx = facts["native_isas"]["attention"] == "avx512-amx"
+        out("native kernel sets: " + ", ".join(f"{k} {v}" for k, v in facts["native_isas"].items())
+            + ("; AMX tiles outrun the FMA peak, so attention's %peak can pass 100%" if amx else ""))
     if json_path:
-        write_json(json_path, rows, peaks, collect())
+        write_json(json_path, rows, peaks, facts)
         out(f"wrote {json_path}")
     if plot_path:
         plot(plot_path, rows)

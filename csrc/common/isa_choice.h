@@ -15,7 +15,7 @@ enum class Isa { portable, avx2, avx512, avx512_amx };  // narrowest first
 
 // The widest set up to `cap` that the CPU runs (only a family that has AMX asks the OS for it).
 inline Isa widest_isa(Isa cap) {
-  if (cap >= Isa::avx512_amx && cpu_has_avx512() && cpu_has_amx_bf16()) return Isa::avx512_amx;
+  if (cap >= Isa::avx512_amx && cpu_has_amx_bf16()) return Isa::avx512_amx;  // implies avx512
   if (cap >= Isa::avx512 && cpu_has_avx512()) return Isa::avx512;
   return cap >= Isa::avx2 && cpu_has_avx2_fma() ? Isa::avx2 : Isa::portable;
 }

@@ -425,6 +425,17 @@ struct AmxForwardBuffers {
   }
 };
 
+// A thread's buffers for the forward, carved from c (or only counted, c over nullptr): the AMX
+// ones, for groups of `group` query blocks, only where kn has AMX. Returns c.used().
+template <typename T>
+int64_t carve_forward(Carver<T>& c, const AttentionArgs<T>& a, const AttentionKernels<T>& kn,
+                      int64_t group, ForwardBuffers<T>* w, AmxForwardBuffers* amx_w) {
+  ForwardBuffers<T>::carve(c, a, kn.nr, w);
+  if constexpr (sizeof(T) == 4)
+    if (kn.amx) AmxForwardBuffers::carve(c, a, group, amx_w);
+  return c.used();
+}
+
 // Query blocks [q0, q0 + n·kBlockQ) ∩ [0, Tq) of head (b, h), n at most the group w holds.
 // Returns a bit per block, set where a value that block reads (its Q, its P, the K and V of a key
 // block it sees) is not finite, as its bfloat16 parts would not add up to it, or a V tops
@@ -610,19 +621,14 @@ void attention_forward(T* out, T* lse, const AttentionArgs<T>& a) {
   while (per_item > 1 && heads * ceil_div(qblocks, per_item) < 4 * nt) --per_item;
   const int64_t groups = ceil_div(qblocks, per_item), items = heads * groups;
   Carver<T> count(nullptr);
-  ForwardBuffers<T>::carve(count, a, kn.nr, nullptr);
-  if constexpr (sizeof(T) == 4)
-    if (kn.amx) AmxForwardBuffers::carve(count, a, per_item, nullptr);
-  const int64_t per_thread = count.used();
+  const int64_t per_thread = carve_forward<T>(count, a, kn, per_item, nullptr, nullptr);
   T* ws = static_cast<T*>(t_workspace.get(sizeof(T) * per_thread * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     Carver<T> c(ws + per_thread * thread_id());
     ForwardBuffers<T> w;
-    ForwardBuffers<T>::carve(c, a, kn.nr, &w);
-    [[maybe_unused]] AmxForwardBuffers amx_w{};
-    if constexpr (sizeof(T) == 4)
-      if (kn.amx) AmxForwardBuffers::carve(c, a, per_item, &amx_w);
+    AmxForwardBuffers amx_w{};
+    carve_forward(c, a, kn, per_item, &w, &amx_w);
     // Head after head, so that a head's K and V are reused from cache by its query blocks; within
     // a head the last query blocks first: under causality they see the most keys, so the cheap
     // ones are left to even out the threads' loads at the end.
